@@ -1,0 +1,3 @@
+from infini_attention.layers.attention import FullAttention, InfiniAttention, LocalAttention
+
+__all__ = ["FullAttention", "InfiniAttention", "LocalAttention"]

@@ -1,0 +1,174 @@
+"""Attention layers: projections + an op + state in, state out.
+
+- `InfiniAttention`: segment-local attention with RoPE plus the compressive memory (the paper).
+- `LocalAttention`: the same without memory (the no-memory ablation); no gate parameter.
+- `FullAttention`: ordinary causal attention over everything read so far (a growing KV cache).
+
+All share the Hugging Face parameter names `q_proj`, `k_proj`, `v_proj`, `o_proj`, so that
+pretrained Llama-family weights load by name, and all support grouped-query attention.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from infini_attention.ops.infini import empty_state, infini_attention
+from infini_attention.ops.rope import apply_rope, rope_cos_sin
+from infini_attention.state import InfiniState, KVState
+
+
+class _Attention(nn.Module):
+    """Projections, shape checks and RoPE shared by every attention kind."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        num_key_value_heads: int | None = None,
+        head_dim: int | None = None,
+        segment_len: int = 2048,
+        rope_theta: float = 10000.0,
+        bias: bool = False,
+    ):
+        super().__init__()
+        num_key_value_heads = num_key_value_heads or num_heads
+        head_dim = head_dim or hidden_size // num_heads
+        if segment_len < 1:
+            raise ValueError(f"segment_len must be >= 1, got {segment_len}")
+        if num_heads % num_key_value_heads != 0:
+            raise ValueError(
+                f"num_heads ({num_heads}) must be a multiple of num_key_value_heads ({num_key_value_heads})"
+            )
+        if head_dim % 2 != 0:
+            raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
+        self.hidden_size, self.num_heads, self.head_dim = hidden_size, num_heads, head_dim
+        self.num_key_value_heads, self.segment_len, self.rope_theta = num_key_value_heads, segment_len, rope_theta
+        self.q_proj = nn.Linear(hidden_size, num_heads * head_dim, bias=bias)
+        self.k_proj = nn.Linear(hidden_size, num_key_value_heads * head_dim, bias=bias)
+        self.v_proj = nn.Linear(hidden_size, num_key_value_heads * head_dim, bias=bias)
+        self.o_proj = nn.Linear(num_heads * head_dim, hidden_size, bias=False)
+
+    def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if x.dim() != 3:
+            raise ValueError(f"expected x of shape (batch, length, hidden), got rank {x.dim()} shape {tuple(x.shape)}")
+        batch, length, hidden = x.shape
+        if hidden != self.hidden_size:
+            raise ValueError(f"expected hidden size {self.hidden_size}, got {hidden}")
+        if length < 1:
+            raise ValueError("empty sequence: x must hold at least one token")
+        q = self.q_proj(x).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, d)
+        k = (
+            self.k_proj(x).view(batch, length, self.num_key_value_heads, self.head_dim).transpose(1, 2)
+        )  # (B, Hkv, L, d)
+        v = self.v_proj(x).view(batch, length, self.num_key_value_heads, self.head_dim).transpose(1, 2)
+        return q, k, v
+
+    def _merge(self, out: torch.Tensor) -> torch.Tensor:
+        batch, _, length, _ = out.shape
+        return self.o_proj(out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim))  # (B, L, hidden)
+
+    def _check_window(self, state: KVState | InfiniState, batch: int, max_len: int | None) -> None:
+        expected = (batch, self.num_key_value_heads, self.head_dim)
+        for name in ("k", "v"):
+            t = getattr(state, name)
+            got = (t.shape[0], t.shape[1], t.shape[3]) if t.dim() == 4 else tuple(t.shape)
+            if got != expected:
+                raise ValueError(
+                    f"state.{name} has shape {tuple(t.shape)}, this layer expects (batch={batch}, "
+                    f"kv_heads={self.num_key_value_heads}, tokens, head_dim={self.head_dim}): "
+                    "was the state made by a model with other shapes or another batch size?"
+                )
+        if max_len is not None and state.k.shape[2] > max_len:
+            raise ValueError(f"state holds {state.k.shape[2]} pending tokens, more than segment_len - 1 = {max_len}")
+
+    def _segment_rope(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin for positions 0..segment_len-1: the local path restarts its positions every segment."""
+        positions = torch.arange(self.segment_len, device=device)
+        return rope_cos_sin(positions, self.head_dim, self.rope_theta)
+
+
+class InfiniAttention(_Attention):
+    """Infini-attention (Munkhdalai et al., 2024): local attention + compressive memory, gated per head.
+
+    forward(x (batch, length, hidden), state=None) -> (y (batch, length, hidden), InfiniState).
+    `beta` holds the per-head gate logits of eq 10; it starts at `beta_init` (default 0: gate 0.5,
+    where sigmoid's gradient is largest; -100 or +10 as in some public code cannot learn).
+    """
+
+    def __init__(self, *args, rule: str = "linear", beta_init: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        if rule not in ("linear", "delta"):
+            raise ValueError(f"unknown memory rule {rule!r}: expected 'linear' or 'delta'")
+        self.rule = rule
+        self.beta = nn.Parameter(torch.full((self.num_heads,), float(beta_init)))
+
+    def forward(self, x: torch.Tensor, state: InfiniState | None = None) -> tuple[torch.Tensor, InfiniState]:
+        q, k, v = self._project(x)
+        if state is None:
+            state = empty_state(q, k, v, memory=True)
+        self.check_state(state, x.shape[0])
+        out, state = infini_attention(
+            q,
+            k,
+            v,
+            self.beta,
+            segment_len=self.segment_len,
+            rule=self.rule,
+            rope=self._segment_rope(x.device),
+            state=state,
+        )
+        return self._merge(out), state
+
+    def check_state(self, state: InfiniState, batch: int) -> None:
+        if not isinstance(state, InfiniState):
+            raise TypeError(f"InfiniAttention needs an InfiniState, got {type(state).__name__}")
+        self._check_window(state, batch, self.segment_len - 1)
+        expected_M = (batch, self.num_key_value_heads, self.head_dim, self.head_dim)
+        if tuple(state.M.shape) != expected_M or tuple(state.z.shape) != expected_M[:3]:
+            raise ValueError(
+                f"memory has M {tuple(state.M.shape)} and z {tuple(state.z.shape)}, this layer expects "
+                f"M {expected_M} and z {expected_M[:3]}: was the state made by a model with other shapes?"
+            )
+        if state.M.dtype != torch.float32 or state.z.dtype != torch.float32:
+            raise TypeError(f"memory must be float32, got M {state.M.dtype} and z {state.z.dtype}")
+
+    def reset_memory(self, state: InfiniState) -> InfiniState:
+        """The same state with an empty memory (for the memory-reset ablation)."""
+        return InfiniState(torch.zeros_like(state.M), torch.zeros_like(state.z), state.k, state.v)
+
+
+class LocalAttention(_Attention):
+    """Segment-local causal attention only: Infini-attention with the memory removed."""
+
+    def forward(self, x: torch.Tensor, state: KVState | None = None) -> tuple[torch.Tensor, KVState]:
+        q, k, v = self._project(x)
+        if state is None:
+            state = empty_state(q, k, v, memory=False)
+        if not isinstance(state, KVState):
+            raise TypeError(f"LocalAttention needs a KVState, got {type(state).__name__}")
+        self._check_window(state, x.shape[0], self.segment_len - 1)
+        out, state = infini_attention(
+            q, k, v, None, segment_len=self.segment_len, rope=self._segment_rope(x.device), state=state
+        )
+        return self._merge(out), state
+
+
+class FullAttention(_Attention):
+    """Ordinary causal attention over every token read so far; the KV cache grows with the input."""
+
+    def forward(self, x: torch.Tensor, state: KVState | None = None) -> tuple[torch.Tensor, KVState]:
+        q, k, v = self._project(x)
+        if state is None:
+            state = empty_state(q, k, v, memory=False)
+        if not isinstance(state, KVState):
+            raise TypeError(f"FullAttention needs a KVState, got {type(state).__name__}")
+        self._check_window(state, x.shape[0], None)
+        keys, values = torch.cat([state.k, k], dim=2), torch.cat([state.v, v], dim=2)
+        n, m = keys.shape[2], q.shape[2]
+        cos, sin = rope_cos_sin(torch.arange(n, device=x.device), self.head_dim, self.rope_theta)
+        q_rot, k_rot = apply_rope(q, cos[n - m :], sin[n - m :]), apply_rope(keys, cos, sin)
+        mask = None if m == 1 else torch.ones(m, n, dtype=torch.bool, device=x.device).tril(diagonal=n - m)
+        out = F.scaled_dot_product_attention(
+            q_rot, k_rot, values, attn_mask=mask, enable_gqa=self.num_heads != self.num_key_value_heads
+        )
+        return self._merge(out), KVState(keys, values)

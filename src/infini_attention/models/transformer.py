@@ -1,0 +1,174 @@
+"""The decoder LM: embeddings, pre-norm blocks (RMSNorm, attention, RMSNorm, SwiGLU), RMSNorm, LM head.
+
+The forward pass walks the input one segment at a time through all layers, carrying each layer's
+state, so that peak memory under `torch.no_grad()` does not grow with the input length, and so that
+a call may begin or end anywhere inside a segment. This file imports nothing from training, data or
+evaluation code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from infini_attention.models.config import ModelConfig
+from infini_attention.models.registry import build_attention
+from infini_attention.state import InfiniState, ModelState
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, hidden_size: int, ffn_size: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden_size, ffn_size, bias=False)
+        self.up_proj = nn.Linear(hidden_size, ffn_size, bias=False)
+        self.down_proj = nn.Linear(ffn_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.input_layernorm = nn.RMSNorm(config.hidden_size, eps=config.norm_eps)
+        self.self_attn = build_attention(config)
+        self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.norm_eps)
+        self.mlp = SwiGLU(config.hidden_size, config.ffn_size)
+
+    def forward(self, x: torch.Tensor, state=None):
+        y, state = self.self_attn(self.input_layernorm(x), state)
+        x = x + y
+        x = x + self.mlp(self.post_attention_layernorm(x))
+        return x, state
+
+
+class InfiniTransformer(nn.Module):
+    """Decoder-only LM whose attention kind is `config.attention`.
+
+    forward(input_ids (batch, length) integer, state=None) -> (logits (batch, length, vocab), ModelState)
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.norm = nn.RMSNorm(config.hidden_size, eps=config.norm_eps)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Initialise every parameter.
+
+        - embed_tokens, q/k/v_proj, gate_proj, up_proj, lm_head: normal(0, init_std)
+        - o_proj, down_proj (the residual writes): normal(0, init_std / sqrt(2 * num_layers))
+        - beta (gate logits): beta_init, default 0 (gate 0.5; see InfiniAttention)
+        - RMSNorm weights: 1
+        """
+        std = self.config.init_std
+        for name, p in self.named_parameters():
+            if name.endswith("beta"):
+                p.fill_(self.config.beta_init)
+            elif "norm" in name:
+                p.fill_(1.0)
+            elif name.endswith(("o_proj.weight", "down_proj.weight")):
+                p.normal_(0.0, std / math.sqrt(2 * self.config.num_layers))
+            elif name.endswith("bias"):
+                p.zero_()
+            else:
+                p.normal_(0.0, std)
+
+    def gate_parameters(self) -> list[nn.Parameter]:
+        """The per-head gate logits (beta) of every Infini-attention layer: give them their own optimizer group."""
+        return [p for name, p in self.named_parameters() if name.endswith("self_attn.beta")]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        state: ModelState | None = None,
+        *,
+        logits_to_keep: int | None = None,
+        gradient_checkpointing: bool = False,
+        detach_every: int | None = None,
+    ) -> tuple[torch.Tensor, ModelState]:
+        """Logits for input_ids (batch, length), continuing from `state` (None: a new stream).
+
+        logits_to_keep: compute logits for the last k positions only (a long prefill needs one).
+        gradient_checkpointing: recompute each segment in the backward pass (same gradients, memory
+            bounded by the number of segments times the hidden size instead of all activations).
+        detach_every: cut the gradient through the memory after every k segments (truncated BPTT);
+            None back-propagates through all segments.
+        """
+        self._check_input(input_ids)
+        batch, length = input_ids.shape
+        state = self._check_state(state, batch)
+        segment_len = self.config.segment_len
+        layer_states, position = list(state.layers), state.position
+        keep_from = 0 if logits_to_keep is None else length - logits_to_keep
+        logits, start = [], 0
+        while start < length:
+            end = min(length, start + segment_len - position % segment_len)  # stop at the segment's end
+            x = self.embed_tokens(input_ids[:, start:end])
+            if gradient_checkpointing and torch.is_grad_enabled():
+                x, layer_states = checkpoint(self._run_layers, x, layer_states, use_reentrant=False)
+            else:
+                x, layer_states = self._run_layers(x, layer_states)
+            if end > keep_from:
+                logits.append(self.lm_head(self.norm(x[:, max(0, keep_from - start) :])))
+            position += end - start
+            if detach_every and position % segment_len == 0 and (position // segment_len) % detach_every == 0:
+                layer_states = ModelState(layer_states, position).detach().layers
+            start = end
+        vocab = self.config.vocab_size
+        out = torch.cat(logits, dim=1) if logits else self.lm_head.weight.new_zeros(batch, 0, vocab)
+        return out, ModelState(layer_states, position)
+
+    def _run_layers(self, x: torch.Tensor, layer_states: list) -> tuple[torch.Tensor, list]:
+        new_states = []
+        for layer, layer_state in zip(self.layers, layer_states):
+            x, layer_state = layer(x, layer_state)
+            new_states.append(layer_state)
+        return x, new_states
+
+    def reset_memory(self, state: ModelState) -> ModelState:
+        """The same state with every compressive memory emptied (the memory-reset ablation)."""
+        layers = [
+            InfiniState(torch.zeros_like(s.M), torch.zeros_like(s.z), s.k, s.v) if isinstance(s, InfiniState) else s
+            for s in state.layers
+        ]
+        return ModelState(layers, state.position)
+
+    def _check_input(self, input_ids: torch.Tensor) -> None:
+        if not isinstance(input_ids, torch.Tensor):
+            raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
+        if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
+            raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+        if input_ids.dim() != 2:
+            raise ValueError(
+                f"input_ids must have shape (batch, length), got shape {tuple(input_ids.shape)}"
+                + (" (add a batch dimension with input_ids[None])" if input_ids.dim() == 1 else "")
+            )
+        if input_ids.shape[1] < 1:
+            raise ValueError("empty sequence: input_ids must hold at least one token")
+        low, high = int(input_ids.min()), int(input_ids.max())
+        if low < 0 or high >= self.config.vocab_size:
+            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got values in [{low}, {high}]")
+
+    def _check_state(self, state: ModelState | None, batch: int) -> ModelState:
+        if state is None:
+            return ModelState([None] * self.config.num_layers, 0)
+        if not isinstance(state, ModelState):
+            raise TypeError(f"state must be a ModelState, got {type(state).__name__}")
+        if len(state.layers) != self.config.num_layers:
+            raise ValueError(
+                f"state has {len(state.layers)} layers, this model has {self.config.num_layers}: "
+                "was it made by another model?"
+            )
+        return state

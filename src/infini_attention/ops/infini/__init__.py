@@ -1,0 +1,4 @@
+from infini_attention.ops.infini.fast import empty_state, infini_attention
+from infini_attention.ops.infini.naive import infini_attention_naive, sigma
+
+__all__ = ["empty_state", "infini_attention", "infini_attention_naive", "sigma"]

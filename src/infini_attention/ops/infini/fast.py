@@ -1,0 +1,140 @@
+"""Infini-attention as used by the layers: segment-local SDPA plus a float32 compressive memory.
+
+The input may start in the middle of a segment: the state carries the keys and values of the
+unfinished segment, so that two calls carrying the state give exactly the output of one call, and
+token-by-token decoding is the same computation as the forward pass. Each piece of the input that
+lies inside one segment is handled by `_attend_piece`; a segment is written to the memory when its
+last token arrives. Equation numbers are the paper's; `README.md` beside this file explains the
+choices the paper leaves open (empty memory, epsilon, dtypes).
+"""
+
+import torch
+import torch.nn.functional as F
+
+from infini_attention.ops.infini.naive import EPS, sigma
+from infini_attention.ops.rope import apply_rope
+from infini_attention.state import InfiniState, KVState
+
+
+def empty_state(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, memory: bool) -> InfiniState | KVState:
+    """A fresh state for inputs shaped like k and v: no pending tokens and, if `memory`, M = 0 and z = 0."""
+    batch, kv_heads, _, dk = k.shape
+    dv = v.shape[-1]
+    window_k, window_v = k.new_zeros(batch, kv_heads, 0, dk), v.new_zeros(batch, kv_heads, 0, dv)
+    if not memory:
+        return KVState(window_k, window_v)
+    M = torch.zeros(batch, kv_heads, dk, dv, dtype=torch.float32, device=k.device)
+    z = torch.zeros(batch, kv_heads, dk, dtype=torch.float32, device=k.device)
+    return InfiniState(M, z, window_k, window_v)
+
+
+def infini_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor | None,
+    *,
+    segment_len: int,
+    rule: str = "linear",
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+    state: InfiniState | KVState | None = None,
+    eps: float = EPS,
+) -> tuple[torch.Tensor, InfiniState | KVState]:
+    """Infini-attention over q (B, H, L, dk), k (B, Hkv, L, dk), v (B, Hkv, L, dv); any L >= 1.
+
+    beta: (H,) gate logits, or None for segment-local attention without memory (the `local` kind).
+    rope: (cos, sin) tables of shape (>= segment_len, dk) for positions inside a segment, or None.
+    state: what a previous call returned, or None to start a new stream on a segment boundary.
+    Returns the output (B, H, L, dv) in q's dtype and the new state (M and z in float32).
+    """
+    if rule not in ("linear", "delta"):
+        raise ValueError(f"unknown memory rule {rule!r}: expected 'linear' or 'delta'")
+    if state is None:
+        state = empty_state(q, k, v, memory=beta is not None)
+    outputs = []
+    start, length = 0, q.shape[2]
+    while start < length:
+        end = min(length, start + segment_len - state.k.shape[2])  # stop at the segment's end
+        piece = slice(start, end)
+        out, state = _attend_piece(
+            q[:, :, piece], k[:, :, piece], v[:, :, piece], beta, state, segment_len, rule, rope, eps
+        )
+        outputs.append(out)
+        start = end
+    return torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0], state
+
+
+def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps):
+    """Tokens p..p+m-1 of one segment, where the state holds the segment's first p tokens."""
+    p, m = state.k.shape[2], q.shape[2]
+    keys = torch.cat([state.k, k], dim=2) if p else k  # (B, Hkv, p+m, dk), un-rotated
+    values = torch.cat([state.v, v], dim=2) if p else v
+    a_dot = _local_attention(q, keys, values, rope)
+
+    if beta is None:
+        out = a_dot
+    else:
+        a_mem = _retrieve(q, state.M, state.z, eps)  # eq 7, from M_{s-1}: before this segment's write
+        gate = torch.sigmoid(beta.float())[None, :, None, None]  # eq 10, (1, H, 1, 1)
+        # An empty memory (z = 0, the first segment) has nothing to say: its gate share goes to
+        # the local attention instead of scaling the output down.
+        group = q.shape[1] // state.z.shape[1]
+        has_memory = (state.z.sum(-1) > 0).repeat_interleave(group, dim=1)  # (B, H)
+        gate = gate * has_memory[:, :, None, None]
+        out = (a_dot.float() + gate * (a_mem - a_dot.float())).to(a_dot.dtype)
+
+    if p + m < segment_len:  # the segment is unfinished: keep its keys and values for later
+        if beta is None:
+            return out, KVState(keys, values)
+        return out, InfiniState(state.M, state.z, keys, values)
+    empty_k, empty_v = keys[:, :, :0], values[:, :, :0]
+    if beta is None:
+        return out, KVState(empty_k, empty_v)
+    M, z = _write(state.M, state.z, keys, values, rule, eps)  # eqs 8-9
+    return out, InfiniState(M, z, empty_k, empty_v)
+
+
+def _local_attention(q, keys, values, rope):
+    """Causal softmax attention of queries at positions p..p+m-1 over keys at 0..p+m-1 of a segment."""
+    m, n = q.shape[2], keys.shape[2]
+    p = n - m
+    if rope is not None:
+        cos, sin = rope
+        q = apply_rope(q, cos[p:n], sin[p:n])
+        keys = apply_rope(keys, cos[:n], sin[:n])
+    gqa = q.shape[1] != keys.shape[1]
+    if m == 1:  # one query sees every key: no mask
+        return F.scaled_dot_product_attention(q, keys, values, enable_gqa=gqa)
+    if p == 0:
+        return F.scaled_dot_product_attention(q, keys, values, is_causal=True, enable_gqa=gqa)
+    mask = torch.ones(m, n, dtype=torch.bool, device=q.device).tril(diagonal=p)  # query i sees keys <= p+i
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=gqa)
+
+
+def _memory_with_norm(M: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """[M | z] of shape (B, Hkv, dk, dv+1): one matmul then gives numerator and denominator."""
+    return torch.cat([M, z[..., None]], dim=-1)
+
+
+def _retrieve(q, M, z, eps):
+    """Eq 7: A_mem = sigma(Q) M / (sigma(Q) z), in float32 for query heads grouped over kv heads."""
+    batch, heads, m, dk = q.shape
+    kv_heads, dv = M.shape[1], M.shape[-1]
+    with torch.autocast(q.device.type, enabled=False):
+        sq = sigma(q.float()).reshape(batch, kv_heads, (heads // kv_heads) * m, dk)  # heads grouped by kv head
+        read = sq @ _memory_with_norm(M, z)  # (B, Hkv, G*m, dv+1)
+        a_mem = read[..., :dv] / (read[..., dv:] + eps)
+    return a_mem.reshape(batch, heads, m, dv)
+
+
+def _write(M, z, keys, values, rule, eps):
+    """Eqs 8-9: fold one finished segment's keys (B, Hkv, N, dk) and values into M and z, in float32."""
+    with torch.autocast(keys.device.type, enabled=False):
+        sk = sigma(keys.float())
+        values = values.float()
+        if rule == "delta":  # eq 9: subtract what the memory already returns for these keys
+            read = sk @ _memory_with_norm(M, z)
+            values = values - read[..., :-1] / (read[..., -1:] + eps)
+        M = M + sk.transpose(-1, -2) @ values  # eq 8 / eq 9
+        z = z + sk.sum(dim=2)
+    return M, z

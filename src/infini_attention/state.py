@@ -1,0 +1,103 @@
+"""Typed containers for the recurrent state that a forward pass takes in and hands back.
+
+A model never keeps state on its modules: `forward(x, state) -> (y, new_state)`. The state of an
+Infini-attention layer is its compressive memory (M, z), always float32, plus the keys and values
+of the segment it is in the middle of (fewer than `segment_len` tokens). Its size does not depend
+on how many tokens were read. `ModelState.save` / `ModelState.load` write it to one safetensors
+file, so a compressed context can be resumed later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields
+
+import torch
+from safetensors.torch import load_file, save_file
+
+STATE_FORMAT_VERSION = 1
+
+
+@dataclass
+class InfiniState:
+    """State of one Infini-attention layer."""
+
+    M: torch.Tensor  # (batch, kv_heads, head_dim, v_head_dim) float32: memory matrix, eqs 8-9
+    z: torch.Tensor  # (batch, kv_heads, head_dim) float32: normalisation term, eqs 8-9
+    k: torch.Tensor  # (batch, kv_heads, p, head_dim) un-rotated keys of the unfinished segment, p < N
+    v: torch.Tensor  # (batch, kv_heads, p, v_head_dim) values of the unfinished segment
+
+    kind = "infini"
+
+
+@dataclass
+class KVState:
+    """Keys and values kept for attention: the unfinished segment (`local`) or everything (`full`)."""
+
+    k: torch.Tensor  # (batch, kv_heads, p, head_dim) un-rotated keys
+    v: torch.Tensor  # (batch, kv_heads, p, v_head_dim)
+
+    kind = "kv"
+
+
+STATE_CLASSES = {cls.kind: cls for cls in (InfiniState, KVState)}
+
+
+def _tensors(layer_state) -> dict[str, torch.Tensor]:
+    return {f.name: getattr(layer_state, f.name) for f in fields(layer_state)}
+
+
+@dataclass
+class ModelState:
+    """The state of a whole model: one entry per layer and the number of tokens read so far."""
+
+    layers: list
+    position: int = 0
+
+    def detach(self) -> ModelState:
+        """The same state cut from the autograd graph (truncated back-propagation through time)."""
+        layers = [type(s)(**{n: t.detach() for n, t in _tensors(s).items()}) for s in self.layers]
+        return ModelState(layers, self.position)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for s in self.layers for t in _tensors(s).values())
+
+    @property
+    def batch_size(self) -> int:
+        return next(iter(_tensors(self.layers[0]).values())).shape[0]
+
+    def save(self, path: str | os.PathLike, extra_metadata: dict[str, str] | None = None) -> None:
+        """Write the state to a safetensors file (atomically: a crash never leaves half a file)."""
+        tensors = {
+            f"layers.{i}.{name}": t.detach().contiguous().cpu()
+            for i, s in enumerate(self.layers)
+            for name, t in _tensors(s).items()
+        }
+        metadata = {
+            "format_version": str(STATE_FORMAT_VERSION),
+            "layer_kinds": json.dumps([s.kind for s in self.layers]),
+            "position": str(self.position),
+            **(extra_metadata or {}),
+        }
+        tmp = f"{os.fspath(path)}.tmp"
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> ModelState:
+        from safetensors import safe_open
+
+        with safe_open(os.fspath(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        version = int(metadata.get("format_version", -1))
+        if version != STATE_FORMAT_VERSION:
+            raise ValueError(
+                f"{path}: state format version {version}, this library reads version {STATE_FORMAT_VERSION}"
+            )
+        tensors = load_file(os.fspath(path), device=str(device))
+        layers = []
+        for i, kind in enumerate(json.loads(metadata["layer_kinds"])):
+            state_cls = STATE_CLASSES[kind]
+            layers.append(state_cls(**{f.name: tensors[f"layers.{i}.{f.name}"] for f in fields(state_cls)}))
+        return cls(layers, int(metadata["position"]))

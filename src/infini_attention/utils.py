@@ -1,0 +1,50 @@
+"""Small helpers shared by the command line, evaluation and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import resource
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process now (Linux /proc), or the peak so far where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return peak_rss_bytes()
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process since it started."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def parse_count(text: str) -> int:
+    """'4K' -> 4096, '1M' -> 1048576, '1500' -> 1500 (powers of two, as token counts usually are)."""
+    text = str(text).strip().upper()
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    number = text[:-1] if scale > 1 else text
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise ValueError(f"not a token count: {text!r} (examples: 4096, 32K, 1M)") from None
+    if value < 1 or value != int(value):
+        raise ValueError(f"a token count must be a positive integer, got {text!r}")
+    return int(value)
+
+
+def format_count(n: int) -> str:
+    """1048576 -> '1M', 32768 -> '32K', 1500 -> '1500'."""
+    for unit, size in (("M", 1 << 20), ("K", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
