@@ -41,7 +41,31 @@ class KVState:
     kind = "kv"
 
 
-STATE_CLASSES = {cls.kind: cls for cls in (InfiniState, KVState)}
+@dataclass
+class XLState:
+    """State of one Transformer-XL layer: the previous complete segment (detached) and the unfinished one."""
+
+    prev_k: torch.Tensor  # (batch, kv_heads, P, head_dim) un-rotated keys of the previous segment, P = 0 or N, detached
+    prev_v: torch.Tensor  # (batch, kv_heads, P, v_head_dim) its values, detached
+    k: torch.Tensor  # (batch, kv_heads, p, head_dim) un-rotated keys of the unfinished segment, p < N
+    v: torch.Tensor  # (batch, kv_heads, p, v_head_dim) values of the unfinished segment
+
+    kind = "xl"
+
+
+@dataclass
+class KNNState:
+    """State of one Memorizing-Transformer layer: the kNN memory of past segments and the unfinished segment."""
+
+    mem_k: torch.Tensor  # (batch, kv_heads, S, head_dim) un-rotated keys of past segments, oldest first, detached
+    mem_v: torch.Tensor  # (batch, kv_heads, S, v_head_dim) their values, detached; S <= knn_max_memories
+    k: torch.Tensor  # (batch, kv_heads, p, head_dim) un-rotated keys of the unfinished segment, p < N
+    v: torch.Tensor  # (batch, kv_heads, p, v_head_dim) values of the unfinished segment
+
+    kind = "knn"
+
+
+STATE_CLASSES = {cls.kind: cls for cls in (InfiniState, KVState, XLState, KNNState)}
 
 
 def _tensors(layer_state) -> dict[str, torch.Tensor]:

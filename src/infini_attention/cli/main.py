@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from infini_attention.cli import demo, stream
+from infini_attention.cli import convert, demo, eval, stream, train
 
-COMMANDS = {"demo": demo, "stream": stream}
+COMMANDS = {"convert": convert, "demo": demo, "eval": eval, "stream": stream, "train": train}
 
 
 def build_parser() -> argparse.ArgumentParser:

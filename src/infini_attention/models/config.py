@@ -24,6 +24,11 @@ class ModelConfig:
     norm_eps: float = 1e-6  # RMSNorm epsilon
     tie_embeddings: bool = False  # share the input embedding with the output projection
     init_std: float = 0.02  # standard deviation of the weight initialisation (see init_weights)
+    # `memorizing` only: the one layer (0-based) with a kNN memory, the others being `local`;
+    # None = ceil(3 * num_layers / 4) - 1, the 9th of 12 layers as in Wu et al. (2022)
+    memory_layer: int | None = None
+    knn_top_k: int = 32  # `memorizing`: memories retrieved per query and head (Wu et al.: 32)
+    knn_max_memories: int = 65536  # `memorizing`: kNN memory capacity in tokens per sequence; oldest dropped first
 
     def __post_init__(self):
         from infini_attention.models.registry import ATTENTION_KINDS
@@ -41,9 +46,13 @@ class ModelConfig:
             "head_dim",
             "ffn_size",
             "segment_len",
+            "knn_top_k",
+            "knn_max_memories",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.memory_layer is not None and not 0 <= self.memory_layer < self.num_layers:
+            raise ValueError(f"memory_layer must be in [0, num_layers={self.num_layers}), got {self.memory_layer}")
         if self.num_heads % self.num_key_value_heads:
             raise ValueError(
                 f"num_heads ({self.num_heads}) must be a multiple of num_key_value_heads ({self.num_key_value_heads})"

@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from infini_attention.models.config import ModelConfig
 from infini_attention.models.registry import build_attention
-from infini_attention.state import InfiniState, ModelState
+from infini_attention.state import ModelState
 
 
 class SwiGLU(nn.Module):
@@ -32,10 +32,10 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, layer_index: int | None = None):
         super().__init__()
         self.input_layernorm = nn.RMSNorm(config.hidden_size, eps=config.norm_eps)
-        self.self_attn = build_attention(config)
+        self.self_attn = build_attention(config, layer_index)
         self.post_attention_layernorm = nn.RMSNorm(config.hidden_size, eps=config.norm_eps)
         self.mlp = SwiGLU(config.hidden_size, config.ffn_size)
 
@@ -56,7 +56,7 @@ class InfiniTransformer(nn.Module):
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.layers = nn.ModuleList(Block(config, i) for i in range(config.num_layers))
         self.norm = nn.RMSNorm(config.hidden_size, eps=config.norm_eps)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_embeddings:
@@ -69,7 +69,7 @@ class InfiniTransformer(nn.Module):
 
         - embed_tokens, q/k/v_proj, gate_proj, up_proj, lm_head: normal(0, init_std)
         - o_proj, down_proj (the residual writes): normal(0, init_std / sqrt(2 * num_layers))
-        - beta (gate logits): beta_init, default 0 (gate 0.5; see InfiniAttention)
+        - beta (gate logits of Infini-attention and the Memorizing baseline): beta_init, default 0 (gate 0.5)
         - RMSNorm weights: 1
         """
         std = self.config.init_std
@@ -138,10 +138,13 @@ class InfiniTransformer(nn.Module):
         return x, new_states
 
     def reset_memory(self, state: ModelState) -> ModelState:
-        """The same state with every compressive memory emptied (the memory-reset ablation)."""
+        """The same state with every long-term memory emptied (the memory-reset ablation).
+
+        Each attention kind with a memory defines `reset_memory(layer_state)`; the others keep theirs.
+        """
         layers = [
-            InfiniState(torch.zeros_like(s.M), torch.zeros_like(s.z), s.k, s.v) if isinstance(s, InfiniState) else s
-            for s in state.layers
+            layer.self_attn.reset_memory(s) if s is not None and hasattr(layer.self_attn, "reset_memory") else s
+            for layer, s in zip(self.layers, state.layers)
         ]
         return ModelState(layers, state.position)
 

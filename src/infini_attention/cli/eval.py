@@ -1,0 +1,99 @@
+"""Evaluate a trained model: `infini eval passkey` (and `infini eval ppl`).
+
+    infini eval passkey --checkpoint runs/out/passkey/checkpoint --lengths 4K 32K 128K 1M \
+        --depths 0 0.5 1 --keys 5 --out docs/results/passkey
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from infini_attention.utils import format_bytes, format_count, parse_count
+
+HELP = "evaluate a model: passkey retrieval (passkey) or long-document perplexity (ppl)"
+
+# sub-command -> module with add_arguments/run; a module that is not there yet is skipped
+SUBCOMMANDS = {"passkey": "infini_attention.cli.eval", "ppl": "infini_attention.cli.eval_ppl"}
+
+
+def add_arguments(p):
+    sub = p.add_subparsers(dest="eval_command", required=True)
+    for name, module_name in SUBCOMMANDS.items():
+        if name == "passkey":
+            add_passkey_arguments(sub.add_parser(name, help="passkey retrieval by length x depth"))
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        module.add_arguments(sub.add_parser(name, help=getattr(module, "HELP", None), description=module.__doc__))
+
+
+def run(args) -> int:
+    if args.eval_command == "passkey":
+        return run_passkey(args)
+    return importlib.import_module(SUBCOMMANDS[args.eval_command]).run(args)
+
+
+def add_passkey_arguments(p):
+    p.add_argument("--checkpoint", required=True, help="model folder (model.safetensors + config.json)")
+    p.add_argument("--lengths", nargs="+", default=["4K", "32K", "128K", "512K", "1M"], help="prompt lengths")
+    p.add_argument("--depths", nargs="+", type=float, default=[0.0, 0.5, 1.0], help="needle depths in [0, 1]")
+    p.add_argument("--grid", action="store_true", help="a 10 x 10 grid: 10 depths and 10 lengths up to the largest")
+    p.add_argument("--keys", type=int, default=5, help="instances per (length, depth) cell")
+    p.add_argument("--digits", type=int, default=5, help="key length, 1-10 digits")
+    p.add_argument("--filler", help="a text file to use as the haystack instead of the paper's filler")
+    p.add_argument("--tokenizer", default=None, help="tokenizer name (default: the checkpoint's, else byte)")
+    p.add_argument("--no-ablation", action="store_true", help="skip the memory-reset ablation")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="path prefix for OUT.json, OUT.png and OUT.md")
+
+
+def checkpoint_tokenizer(folder: str | Path) -> str:
+    """The tokenizer a model folder was trained with (train_config.json beside it), else 'byte'."""
+    for candidate in (Path(folder) / "train_config.json", Path(folder).parent / "train_config.json",
+                      Path(folder) / "train_state.json"):
+        if candidate.exists():
+            data = json.loads(candidate.read_text())
+            return data.get("tokenizer") or data.get("train_config", {}).get("tokenizer", "byte")
+    return "byte"
+
+
+def run_passkey(args) -> int:
+    from infini_attention.checkpoint import load_model
+    from infini_attention.data.tokenizers import get_tokenizer
+    from infini_attention.eval import passkey
+
+    model = load_model(args.checkpoint)
+    tokenizer = get_tokenizer(args.tokenizer or checkpoint_tokenizer(args.checkpoint))
+    lengths = [parse_count(n) for n in args.lengths]
+    depths = args.depths
+    if args.grid:
+        top = max(lengths)
+        lengths = sorted({max(1024, int(top * (i + 1) / 10)) for i in range(10)})
+        depths = [i / 9 for i in range(10)]
+    rows = passkey.evaluate_passkey(
+        model, tokenizer, lengths, depths, args.keys, ablation=not args.no_ablation,
+        digits=args.digits, seed=args.seed, filler=args.filler, bf16=args.bf16,
+    )
+    table = passkey.format_table(rows)
+    print(table)
+    print(json.dumps(passkey.summary(rows)))
+    by_length = {}
+    for r in rows:
+        by_length.setdefault(r.length, []).append(r)
+    print("peak RSS by length: " + ", ".join(f"{format_count(n)}: {format_bytes(max(r.peak_rss for r in rs))}"
+                                              for n, rs in by_length.items()))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        command = "infini eval passkey " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["eval", "passkey"] else [])
+        passkey.save_json(rows, out.with_suffix(".json"), extra={"checkpoint": str(args.checkpoint)})
+        passkey.plot_heatmap(rows, out.with_suffix(".png"))
+        out.with_suffix(".md").write_text(table + "\n")
+        print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.png')}, {out.with_suffix('.md')} ({command})")
+    return 0

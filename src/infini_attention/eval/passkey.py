@@ -1,0 +1,253 @@
+"""Passkey retrieval evaluation: accuracy by length x depth, with the memory ablation beside it.
+
+Every row says in which segment the needle sat and in which the question sat, so that a key
+found through the memory (needle in an earlier segment) is never mixed up with one found by the
+local attention (needle in the question's own segment). The memory ablation runs the same prompts
+with every compressive memory emptied at each segment boundary: for keys outside the question's
+segment it must fall to chance.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from infini_attention.data.passkey import PasskeyInstance, make_instance
+from infini_attention.data.tokenizers import Tokenizer
+from infini_attention.generate import sample
+from infini_attention.layers import InfiniAttention
+from infini_attention.ops.infini.naive import EPS, sigma
+from infini_attention.utils import format_bytes, format_count, rss_bytes
+
+
+@dataclass
+class PasskeyRow:
+    length: int
+    depth: float
+    keys: int  # instances evaluated
+    accuracy: float  # exact match of the whole key, greedy
+    digit_accuracy: float  # share of answer tokens right, position by position
+    needle_segment: int  # segment of the (asked) needle's first token
+    question_segment: int  # segment of the prompt's last token
+    in_memory: bool  # the needle lies wholly before the question's segment
+    reset_memory: bool  # the memory-ablation run
+    seconds: float
+    tokens_per_s: float
+    peak_rss: int  # bytes, the process's resident memory at its highest during this cell
+    memory_share: float | None = None  # share of the memory read mass that lands on the needle (max over heads)
+    answers: list = field(default_factory=list)  # (key, decoded answer) per instance
+
+
+def _stack_chunks(instances: list[PasskeyInstance], chunk_len: int):
+    """The prompts of same-length instances, chunk by chunk, as (batch, chunk) tensors."""
+    for chunks in zip(*(inst.chunks(chunk_len) for inst in instances)):
+        yield torch.tensor(chunks, dtype=torch.long)
+
+
+class _NeedleProbe:
+    """Hooks that accumulate sigma(K) over the needle's tokens and keep the last query, per Infini layer."""
+
+    def __init__(self, model, needle: tuple[int, int]):
+        self.needle = needle
+        self.layers = [m for m in model.modules() if isinstance(m, InfiniAttention)]
+        self.z_needle = [None] * len(self.layers)
+        self.last_q = [None] * len(self.layers)
+        self.offsets = [0] * len(self.layers)  # tokens each layer has seen: every token passes once, in order
+        self.handles = []
+        for i, layer in enumerate(self.layers):
+            self.handles.append(layer.k_proj.register_forward_hook(self._keys_hook(i, layer)))
+            self.handles.append(layer.q_proj.register_forward_hook(self._query_hook(i, layer)))
+
+    def _keys_hook(self, i, layer):
+        def hook(_module, _inputs, k):
+            start, end = self.needle
+            lo, hi = max(start - self.offsets[i], 0), min(end - self.offsets[i], k.shape[1])
+            self.offsets[i] += k.shape[1]
+            if lo < hi:
+                batch = k.shape[0]
+                part = sigma(k[:, lo:hi].float()).view(batch, hi - lo, layer.num_key_value_heads, layer.head_dim)
+                contribution = part.sum(1)  # (B, Hkv, d)
+                self.z_needle[i] = contribution if self.z_needle[i] is None else self.z_needle[i] + contribution
+        return hook
+
+    def _query_hook(self, i, layer):
+        def hook(_module, _inputs, q):
+            self.last_q[i] = q[:, -1].float().view(q.shape[0], layer.num_heads, layer.head_dim)
+        return hook
+
+    def share(self, state) -> float | None:
+        """max over layers and heads of sigma(q) z_needle / sigma(q) z at the prompt's last token."""
+        best = None
+        for i, layer in enumerate(self.layers):
+            if self.z_needle[i] is None:
+                continue
+            z = state.layers[i].z  # (B, Hkv, d)
+            group = layer.num_heads // layer.num_key_value_heads
+            sq = sigma(self.last_q[i])  # (B, H, d)
+            zs = z.repeat_interleave(group, dim=1)
+            zn = self.z_needle[i].repeat_interleave(group, dim=1)
+            share = ((sq * zn).sum(-1) / ((sq * zs).sum(-1) + EPS)).mean(0)  # (H,)
+            best = share.max().item() if best is None else max(best, share.max().item())
+        return best
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+@torch.no_grad()
+def evaluate_cell(model, tokenizer: Tokenizer, length: int, depth: float, keys: int, *, digits: int = 5,
+                  seed: int = 0, reset_memory: bool = False, filler=None, chunk_segments: int = 16,
+                  bf16: bool = False, progress=None) -> PasskeyRow:
+    """Greedy exact-match accuracy of `keys` instances of one (length, depth), run as one batch."""
+    n = model.config.segment_len
+    instances = [make_instance(tokenizer, length, depth, seed=seed * 100_003 + i, digits=digits, filler=filler)
+                 for i in range(keys)]
+    first = instances[0]
+    probe = None if reset_memory else _NeedleProbe(model, first.needle_spans[first.ask])
+    chunk_len = n if reset_memory else n * chunk_segments  # the ablation empties the memory every segment
+    state, logits, start, peak = None, None, time.perf_counter(), rss_bytes()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for chunk in _stack_chunks(instances, chunk_len):
+            logits, state = model(chunk, state, logits_to_keep=1)
+            if reset_memory and state.position % n == 0:
+                state = model.reset_memory(state)
+            peak = max(peak, rss_bytes())
+            if progress is not None:
+                progress(chunk.shape[1] * chunk.shape[0])
+        share = probe.share(state) if probe is not None else None
+        if probe is not None:
+            probe.close()
+        answer_len = len(first.answer_ids)
+        predicted = []
+        for step in range(answer_len):
+            token = sample(logits[:, -1], temperature=0.0)
+            predicted.append(token)
+            if step + 1 < answer_len:
+                logits, state = model(token[:, None], state)
+                if reset_memory and state.position % n == 0:
+                    state = model.reset_memory(state)
+    seconds = time.perf_counter() - start
+    predicted = torch.stack(predicted, dim=1)  # (keys, answer_len)
+    truth = torch.tensor([inst.answer_ids for inst in instances])
+    correct = predicted == truth
+    return PasskeyRow(
+        length=length, depth=depth, keys=keys,
+        accuracy=correct.all(dim=1).float().mean().item(),
+        digit_accuracy=correct.float().mean().item(),
+        needle_segment=first.needle_spans[first.ask][0] // n,
+        question_segment=first.question_segment(n),
+        in_memory=first.in_memory_only(n),
+        reset_memory=reset_memory,
+        seconds=seconds,
+        tokens_per_s=length * keys / seconds,
+        peak_rss=peak,
+        memory_share=share,
+        answers=[(inst.key, tokenizer.decode(p.tolist()).strip()) for inst, p in zip(instances, predicted)],
+    )
+
+
+def evaluate_passkey(model, tokenizer: Tokenizer, lengths: list[int], depths: list[float], keys: int = 5, *,
+                     ablation: bool = True, progress: bool = True, on_row=None, **kwargs) -> list[PasskeyRow]:
+    """Every (length, depth) cell, with the memory-reset ablation beside it when `ablation`."""
+    rows = []
+    total = sum(lengths) * len(depths) * keys * (2 if ablation else 1)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, unit="tok", unit_scale=True, desc="passkey", dynamic_ncols=True)
+    for length in lengths:
+        for depth in depths:
+            for reset in (False, True) if ablation else (False,):
+                if bar is not None:
+                    bar.set_description(f"passkey {format_count(length)} depth {depth:.2f}{' reset' if reset else ''}")
+                row = evaluate_cell(model, tokenizer, length, depth, keys, reset_memory=reset,
+                                    progress=bar.update if bar is not None else None, **kwargs)
+                rows.append(row)
+                if on_row is not None:
+                    on_row(row)
+    if bar is not None:
+        bar.close()
+    return rows
+
+
+def format_table(rows: list[PasskeyRow]) -> str:
+    """Markdown table: one line per (length, depth), the memory ablation beside the real result."""
+    real = {(r.length, r.depth): r for r in rows if not r.reset_memory}
+    reset = {(r.length, r.depth): r for r in rows if r.reset_memory}
+    lines = [
+        "| length | depth | needle seg. | question seg. | found via | accuracy | digits | memory reset: accuracy "
+        "| key share of memory read | tokens/s | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, r in real.items():
+        ablated = reset.get(key)
+        share = "-" if r.memory_share is None else f"{100 * r.memory_share:.1f}%"
+        lines.append(
+            f"| {format_count(r.length)} | {r.depth:.2f} | {r.needle_segment} | {r.question_segment} | "
+            f"{'memory' if r.in_memory else 'local window'} | {100 * r.accuracy:.0f}% ({r.keys}) | "
+            f"{100 * r.digit_accuracy:.0f}% | {'-' if ablated is None else f'{100 * ablated.accuracy:.0f}%'} | "
+            f"{share} | {r.tokens_per_s:,.0f} | {format_bytes(r.peak_rss)} |"
+        )
+    return "\n".join(lines)
+
+
+def summary(rows: list[PasskeyRow]) -> dict:
+    """Accuracy over cells where the key is reachable only through the memory, with and without memory."""
+    out = {}
+    for reset in (False, True):
+        cells = [r for r in rows if r.in_memory and r.reset_memory == reset]
+        if cells:
+            name = "memory_reset" if reset else "memory"
+            out[f"{name}_accuracy"] = sum(r.accuracy * r.keys for r in cells) / sum(r.keys for r in cells)
+    local = [r for r in rows if not r.in_memory and not r.reset_memory]
+    if local:
+        out["local_accuracy"] = sum(r.accuracy * r.keys for r in local) / sum(r.keys for r in local)
+    return out
+
+
+def save_json(rows: list[PasskeyRow], path, extra: dict | None = None) -> None:
+    data = {"summary": summary(rows), "rows": [asdict(r) for r in rows], **(extra or {})}
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+
+
+def plot_heatmap(rows: list[PasskeyRow], path, title: str = "Passkey retrieval") -> None:
+    """Needle-in-a-haystack heatmap: depth (rows) x length (columns), colour = exact-match accuracy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [("with memory", [r for r in rows if not r.reset_memory])]
+    if any(r.reset_memory for r in rows):
+        groups.append(("memory reset every segment", [r for r in rows if r.reset_memory]))
+    lengths = sorted({r.length for r in rows})
+    depths = sorted({r.depth for r in rows})
+    fig, axes = plt.subplots(1, len(groups), figsize=(1.2 + 1.3 * len(lengths) * len(groups), 1.2 + 0.55 * len(depths)),
+                             squeeze=False)
+    for col, (ax, (name, group)) in enumerate(zip(axes[0], groups)):
+        grid = torch.full((len(depths), len(lengths)), float("nan"))
+        for r in group:
+            grid[depths.index(r.depth), lengths.index(r.length)] = 100 * r.accuracy
+        im = ax.imshow(grid.numpy(), cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+        for i, d in enumerate(depths):
+            for j, n in enumerate(lengths):
+                cell = next((r for r in group if r.depth == d and r.length == n), None)
+                if cell is not None:
+                    ax.text(j, i, f"{100 * cell.accuracy:.0f}" + ("" if cell.in_memory else "*"),
+                            ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(lengths)), [format_count(n) for n in lengths])
+        ax.set_yticks(range(len(depths)), [f"{d:.2f}" for d in depths])
+        ax.set_xlabel("context length (tokens)")
+        if col == 0:
+            ax.set_ylabel("needle depth")
+        ax.set_title(name, fontsize=10)
+    fig.colorbar(im, ax=axes[0].tolist(), label="exact match %")
+    fig.suptitle(f"{title}  (* = needle in the question's own segment)", fontsize=10, y=1.04)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,120 @@
+"""Training tasks: each gives (input_ids, labels) for a step as a pure function of (seed, step, rank).
+
+Because a batch depends only on its step, resuming at step k reads exactly the batches an
+uninterrupted run would have read: the data position saved in a checkpoint is the step itself.
+Labels are -100 where no loss is taken.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from infini_attention.data import passkey
+from infini_attention.data.tokenizers import get_tokenizer
+
+
+def _rng(seed: int, step: int, rank: int, micro: int) -> random.Random:
+    return random.Random(f"{seed}-{step}-{rank}-{micro}")
+
+
+class PasskeyTask:
+    """Passkey prompts of `min_len`..`max_len` tokens; loss on the answer only (or everywhere).
+
+    Curriculum: the share of instances whose needle sits in the question's own segment falls
+    linearly from `local_start` to `local_end` over `curriculum_steps`.
+    """
+
+    def __init__(self, cfg, segment_len: int):
+        self.cfg, self.segment_len = cfg, segment_len
+        self.tokenizer = get_tokenizer(cfg.tokenizer)
+
+    def local_fraction(self, step: int) -> float:
+        c = self.cfg
+        progress = min(1.0, step / max(1, c.curriculum_steps))
+        return c.local_start + (c.local_end - c.local_start) * progress
+
+    def batch(self, step: int, rank: int = 0, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.cfg
+        rng = _rng(c.seed, step, rank, micro)
+        length = rng.randint(c.min_len, c.seq_len)
+        ids, labels = passkey.training_batch(
+            self.tokenizer, c.batch_size, length, rng, digits=c.digits,
+            local_fraction=self.local_fraction(step), segment_len=self.segment_len,
+        )
+        if c.full_loss:  # language-model loss on the whole prompt as well
+            labels = torch.cat([ids[:, 1:], torch.full_like(ids[:, :1], -100)], dim=1).where(labels == -100, labels)
+        return ids, labels
+
+    def evaluate(self, model, device, cfg) -> dict:
+        """Exact match with the needle only in memory (depths 0.1-0.5) and in the local window (depth 1)."""
+        from infini_attention.eval.passkey import evaluate_cell
+
+        out = {}
+        for length in cfg.eval_lengths:
+            memory = [evaluate_cell(model, self.tokenizer, length, d, cfg.eval_keys, digits=cfg.digits, seed=10_000)
+                      for d in (0.1, 0.5)]
+            local = evaluate_cell(model, self.tokenizer, length, 1.0, cfg.eval_keys, digits=cfg.digits, seed=10_000)
+            name = f"passkey_{length}"
+            out[f"{name}_memory_acc"] = sum(r.accuracy for r in memory) / len(memory)
+            out[f"{name}_memory_digits"] = sum(r.digit_accuracy for r in memory) / len(memory)
+            out[f"{name}_key_share"] = sum(r.memory_share or 0.0 for r in memory) / len(memory)
+            out[f"{name}_end_acc"] = local.accuracy
+        return out
+
+
+class CopyTask:
+    """Associative recall through the memory: a random string early, filler, then the string again.
+
+    Sequence: "<prefix> The code is S. <filler ...> The code is S." with S a random string of
+    `copy_len` digits and letters; the loss is taken on the second S only. Every token of the
+    repeat is predictable only by recalling what followed the same context before, which for
+    sequences longer than a segment must go through the memory: dense supervision for the
+    ordered recall that the passkey answer needs.
+    """
+
+    ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+    def __init__(self, cfg, segment_len: int):
+        self.cfg, self.segment_len = cfg, segment_len
+        self.tokenizer = get_tokenizer(cfg.tokenizer)
+
+    def batch(self, step: int, rank: int = 0, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        c, tok = self.cfg, self.tokenizer
+        rng = _rng(c.seed, step, rank, micro)
+        length = rng.randint(c.min_len, c.seq_len)
+        filler = tok.encode(passkey.FILLER)
+        inputs, labels = [], []
+        for _ in range(c.batch_size):
+            code = "".join(rng.choice(self.ALPHABET) for _ in range(c.copy_len))
+            head = tok.encode(f"{passkey.PREFIX} The code is {code}.")
+            tail = tok.encode(f" The code is {code}.")
+            gap = max(0, length - len(head) - len(tail))
+            ids = head + [filler[i % len(filler)] for i in range(gap)] + tail
+            label = [-100] * len(ids)
+            start = len(ids) - len(tail) + len(tok.encode(" The code is"))
+            for t in range(start, len(ids) - 1):  # position t - 1 predicts token t
+                label[t - 1] = ids[t]
+            inputs.append(torch.tensor(ids))
+            labels.append(torch.tensor(label))
+        return stack_padded(inputs, 0), stack_padded(labels, -100)
+
+
+def stack_padded(rows: list[torch.Tensor], pad: int) -> torch.Tensor:
+    """Stack 1-d tensors, right-padding the shorter ones (harmless for a causal model)."""
+    width = max(len(r) for r in rows)
+    return torch.stack([torch.cat([r, r.new_full((width - len(r),), pad)]) for r in rows])
+
+
+TASKS = {"passkey": PasskeyTask, "copy": CopyTask}
+
+
+def build_task(cfg, segment_len: int):
+    if cfg.task == "lm":
+        from infini_attention.data.documents import LMTask
+
+        return LMTask(cfg, segment_len)
+    if cfg.task not in TASKS:
+        raise ValueError(f"unknown task {cfg.task!r}: choose one of {sorted([*TASKS, 'lm'])}")
+    return TASKS[cfg.task](cfg, segment_len)

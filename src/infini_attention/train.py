@@ -1,0 +1,266 @@
+"""Training: one loop for every task and attention kind, with exact resume.
+
+    infini train --task passkey --preset tiny --steps 200 --out runs/out/demo
+
+Each step processes sequences of several segments with full back-propagation through the memory
+(optional per-segment gradient checkpointing, optional truncation every k segments), AdamW with the
+gates in their own group (own learning rate, no weight decay), linear warm-up then cosine decay,
+gradient clipping and accumulation, optional bf16 autocast. Checkpoints hold the model, optimizer,
+scheduler, RNG and step, written atomically; batches are a pure function of the step (tasks.py),
+so `--resume` continues exactly where an interrupted run stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from infini_attention.checkpoint import load_config, save_model
+from infini_attention.models import InfiniTransformer, ModelConfig
+from infini_attention.tasks import build_task
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "tiny"  # model preset (see ModelConfig.from_name)
+    model: dict = field(default_factory=dict)  # ModelConfig fields that override the preset
+    init_from: str | None = None  # a model folder to start from (weights and config)
+    task: str = "lm"  # "lm", "passkey" or "copy" (tasks.py)
+    data: str | None = None  # lm: text file, folder, .jsonl, or hf:<dataset name>
+    tokenizer: str = "byte"  # tokenizer name (data/tokenizers.py)
+    seq_len: int = 1024  # tokens per training sequence (max length for passkey/copy)
+    min_len: int = 1024  # passkey/copy: shortest sequence (lengths drawn uniformly)
+    batch_size: int = 8  # sequences per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    steps: int = 1000  # optimizer steps
+    lr: float = 1e-3  # peak learning rate
+    gate_lr: float = 1e-2  # learning rate of the gate logits beta (no weight decay)
+    weight_decay: float = 0.1  # AdamW weight decay on matrices and embeddings
+    warmup_steps: int = 100  # linear warm-up steps
+    min_lr_ratio: float = 0.1  # cosine decay floor, as a fraction of lr
+    clip: float = 1.0  # gradient-norm clipping (0 = off)
+    gradient_checkpointing: bool = False  # recompute each segment in the backward pass
+    detach_every: int | None = None  # truncate BPTT every k segments (None = through all segments)
+    bf16: bool = False  # bfloat16 autocast (the memory stays float32)
+    eval_every: int = 100  # steps between evaluations (0 = never)
+    save_every: int = 100  # steps between checkpoints
+    out: str = "runs/out/run"  # output folder: checkpoint/, metrics.jsonl, train_config.json
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    # passkey / copy tasks
+    digits: int = 5  # passkey: key length
+    full_loss: bool = False  # passkey: language-model loss on the prompt too, not only on the answer
+    local_start: float = 0.5  # passkey: share of needles in the question's segment at step 0
+    local_end: float = 0.1  # passkey: ... at the end of the curriculum
+    curriculum_steps: int = 1000  # passkey: steps over which that share falls
+    copy_len: int = 24  # copy: characters in the string to recall
+    eval_lengths: list = field(default_factory=lambda: [1024])  # passkey: lengths evaluated during training
+    eval_keys: int = 20  # passkey: instances per evaluated length
+
+    def model_config(self) -> ModelConfig:
+        if self.init_from:
+            return load_config(self.init_from).replace(**self.model)
+        return ModelConfig.from_name(self.preset, **self.model)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        if set(d) - known:
+            raise ValueError(f"unknown training fields: {sorted(set(d) - known)}")
+        return cls(**d)
+
+
+def parameter_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
+    """AdamW groups: matrices and embeddings (decayed), norms and biases (not), gates (own lr, not decayed)."""
+    gates = {id(p) for p in model.gate_parameters()}
+    decay, no_decay, gate = [], [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        if id(p) in gates:
+            gate.append(p)
+        elif p.dim() >= 2:
+            decay.append(p)
+        else:
+            no_decay.append(p)
+    groups = [
+        {"name": "decay", "params": decay, "weight_decay": cfg.weight_decay, "lr": cfg.lr},
+        {"name": "no_decay", "params": no_decay, "weight_decay": 0.0, "lr": cfg.lr},
+        {"name": "gate", "params": gate, "weight_decay": 0.0, "lr": cfg.gate_lr},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to 1, then cosine decay to min_lr_ratio at the last step."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over labelled positions (labels != -100) and their count."""
+    count = int((labels != -100).sum())
+    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+    return loss, count
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: model folder (model.safetensors + config.json) + train_state.{safetensors,json}
+
+
+def save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, cfg: TrainConfig) -> None:
+    """Write everything needed to resume into `folder`, atomically (a crash leaves the old one intact)."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(model, tmp)
+    tensors, opt_state = {}, optimizer.state_dict()
+    for idx, pstate in opt_state["state"].items():
+        for name, value in pstate.items():
+            tensors[f"optimizer.{idx}.{name}"] = value.detach().contiguous().cpu()
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_file(tensors, tmp / "train_state.safetensors")
+    meta = {
+        "step": step,
+        "param_groups": opt_state["param_groups"],
+        "scheduler": scheduler.state_dict(),
+        "rng.python": random.getstate(),
+        "train_config": dataclasses.asdict(cfg),
+    }
+    (tmp / "train_state.json").write_text(json.dumps(meta, indent=1))
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(folder: Path, model, optimizer, scheduler) -> int:
+    """Restore model, optimizer, scheduler and RNG from `folder`; returns the step to continue from."""
+    weights = load_file(str(folder / "model.safetensors"))
+    if model.config.tie_embeddings:
+        weights["lm_head.weight"] = weights["embed_tokens.weight"]
+    model.load_state_dict(weights)
+    tensors = load_file(str(folder / "train_state.safetensors"))
+    meta = json.loads((folder / "train_state.json").read_text())
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    version, internal, gauss = meta["rng.python"]
+    random.setstate((version, tuple(internal), gauss))
+    return meta["step"]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Run (or resume) a training run; returns the last logged metrics."""
+    from infini_attention.distributed import Distributed
+
+    dist = Distributed.setup()
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    out = Path(cfg.out)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    model = InfiniTransformer(cfg.model_config()).to(device)
+    if cfg.init_from and not resume:
+        from infini_attention.checkpoint import load_model
+
+        model.load_state_dict(load_model(cfg.init_from).state_dict())
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg), betas=(0.9, 0.95), eps=1e-8)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    step = 0
+    if resume:
+        if not (out / "checkpoint").exists():
+            raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoint'}")
+        step = load_checkpoint(out / "checkpoint", model, optimizer, scheduler)
+    wrapped = dist.wrap(model)
+    task = build_task(cfg, model.config.segment_len)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    metrics_file = open(out / "metrics.jsonl", "a") if dist.is_main else None  # noqa: SIM115
+
+    bar = None
+    if progress and dist.is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, unit="step", desc="train", dynamic_ncols=True)
+    last: dict = {}
+    started, tokens_done = time.perf_counter(), 0
+    model.train()
+    while step < cfg.steps:
+        batches = [task.batch(step, dist.rank, micro) for micro in range(cfg.grad_accum)]
+        # normalise by the labelled tokens of the whole step, summed over ranks and micro-batches
+        step_count = dist.all_reduce_sum(float(sum(int((labels != -100).sum()) for _, labels in batches)))
+        loss_sum, tokens = 0.0, 0
+        for micro, (ids, labels) in enumerate(batches):
+            ids, labels = ids.to(device), labels.to(device)
+            last_micro = micro == cfg.grad_accum - 1
+            with dist.no_sync_unless(wrapped, last_micro), torch.autocast(
+                device.type, dtype=torch.bfloat16, enabled=cfg.bf16
+            ):
+                logits, _ = wrapped(
+                    ids, gradient_checkpointing=cfg.gradient_checkpointing, detach_every=cfg.detach_every
+                )
+                loss, _ = loss_fn(logits, labels)
+                (loss * dist.world_size / max(step_count, 1.0)).backward()  # DDP averages over ranks
+            loss_sum, tokens = loss_sum + loss.item(), tokens + ids.numel()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip > 0 else float("inf"))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens_done += tokens * dist.world_size
+        elapsed = time.perf_counter() - started
+        gates = torch.cat([g.detach().float() for g in model.gate_parameters()]) if model.gate_parameters() else None
+        last = {
+            "step": step,
+            "loss": dist.all_reduce_sum(loss_sum) / max(step_count, 1.0),
+            "lr": scheduler.get_last_lr()[0],
+            "grad_norm": float(grad_norm),
+            "tokens_per_s": tokens_done / elapsed,
+            "elapsed_s": elapsed,
+        }
+        if gates is not None:
+            last["gate_mean"] = torch.sigmoid(gates).mean().item()
+        if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps) and hasattr(task, "evaluate"):
+            model.eval()
+            last.update(task.evaluate(model, device, cfg))
+            model.train()
+        if dist.is_main:
+            metrics_file.write(json.dumps(last) + "\n")
+            metrics_file.flush()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{last['loss']:.4f}", tok_s=f"{last['tokens_per_s']:.0f}")
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                save_checkpoint(out / "checkpoint", model, optimizer, scheduler, step, cfg)
+    if bar is not None:
+        bar.close()
+    if metrics_file:
+        metrics_file.close()
+    dist.teardown()
+    return last
+
