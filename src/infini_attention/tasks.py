@@ -7,6 +7,7 @@ Labels are -100 where no loss is taken.
 
 from __future__ import annotations
 
+import math
 import random
 
 import torch
@@ -17,6 +18,11 @@ from infini_attention.data.tokenizers import get_tokenizer
 
 def _rng(seed: int, step: int, rank: int, micro: int) -> random.Random:
     return random.Random(f"{seed}-{step}-{rank}-{micro}")
+
+
+def _length(rng: random.Random, low: int, high: int) -> int:
+    """A sequence length drawn log-uniformly from [low, high]: short and long sequences alike."""
+    return min(high, int(math.exp(rng.uniform(math.log(low), math.log(high + 1)))))
 
 
 class PasskeyTask:
@@ -38,10 +44,15 @@ class PasskeyTask:
     def batch(self, step: int, rank: int = 0, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.cfg
         rng = _rng(c.seed, step, rank, micro)
-        length = rng.randint(c.min_len, c.seq_len)
+        length = _length(rng, c.min_len, c.seq_len)
         ids, labels = passkey.training_batch(
-            self.tokenizer, c.batch_size, length, rng, digits=c.digits,
-            local_fraction=self.local_fraction(step), segment_len=self.segment_len,
+            self.tokenizer,
+            c.batch_size,
+            length,
+            rng,
+            digits=c.digits,
+            local_fraction=self.local_fraction(step),
+            segment_len=self.segment_len,
         )
         if c.full_loss:  # language-model loss on the whole prompt as well
             labels = torch.cat([ids[:, 1:], torch.full_like(ids[:, :1], -100)], dim=1).where(labels == -100, labels)
@@ -53,8 +64,10 @@ class PasskeyTask:
 
         out = {}
         for length in cfg.eval_lengths:
-            memory = [evaluate_cell(model, self.tokenizer, length, d, cfg.eval_keys, digits=cfg.digits, seed=10_000)
-                      for d in (0.1, 0.5)]
+            memory = [
+                evaluate_cell(model, self.tokenizer, length, d, cfg.eval_keys, digits=cfg.digits, seed=10_000)
+                for d in (0.1, 0.5)
+            ]
             local = evaluate_cell(model, self.tokenizer, length, 1.0, cfg.eval_keys, digits=cfg.digits, seed=10_000)
             name = f"passkey_{length}"
             out[f"{name}_memory_acc"] = sum(r.accuracy for r in memory) / len(memory)
@@ -67,7 +80,7 @@ class PasskeyTask:
 class CopyTask:
     """Associative recall through the memory: a random string early, filler, then the string again.
 
-    Sequence: "<prefix> The code is S. <filler ...> The code is S." with S a random string of
+    Sequence: "The code is S. <filler ...> The code is S." with S a random string of
     `copy_len` digits and letters; the loss is taken on the second S only. Every token of the
     repeat is predictable only by recalling what followed the same context before, which for
     sequences longer than a segment must go through the memory: dense supervision for the
@@ -83,12 +96,12 @@ class CopyTask:
     def batch(self, step: int, rank: int = 0, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         c, tok = self.cfg, self.tokenizer
         rng = _rng(c.seed, step, rank, micro)
-        length = rng.randint(c.min_len, c.seq_len)
+        length = _length(rng, c.min_len, c.seq_len)
         filler = tok.encode(passkey.FILLER)
         inputs, labels = [], []
         for _ in range(c.batch_size):
             code = "".join(rng.choice(self.ALPHABET) for _ in range(c.copy_len))
-            head = tok.encode(f"{passkey.PREFIX} The code is {code}.")
+            head = tok.encode(f"The code is {code}.")
             tail = tok.encode(f" The code is {code}.")
             gap = max(0, length - len(head) - len(tail))
             ids = head + [filler[i % len(filler)] for i in range(gap)] + tail

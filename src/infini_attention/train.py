@@ -38,9 +38,12 @@ class TrainConfig:
     init_from: str | None = None  # a model folder to start from (weights and config)
     task: str = "lm"  # "lm", "passkey" or "copy" (tasks.py)
     data: str | None = None  # lm: text file, folder, .jsonl, or hf:<dataset name>
+    # lm: how a text file splits into documents: "auto", "file", "blank", "verse", "regex:<pattern>"
+    data_split: str = "auto"  # (data/documents.py; "auto" splits the Bible corpora into books)
+    val_docs: float = 0.05  # lm: documents held out for validation, a fraction (< 1) or a count (>= 1)
     tokenizer: str = "byte"  # tokenizer name (data/tokenizers.py)
     seq_len: int = 1024  # tokens per training sequence (max length for passkey/copy)
-    min_len: int = 1024  # passkey/copy: shortest sequence (lengths drawn uniformly)
+    min_len: int = 1024  # passkey/copy: shortest sequence (lengths drawn log-uniformly)
     batch_size: int = 8  # sequences per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
     steps: int = 1000  # optimizer steps
@@ -195,6 +198,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if not (out / "checkpoint").exists():
             raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoint'}")
         step = load_checkpoint(out / "checkpoint", model, optimizer, scheduler)
+        # the schedule follows this run's config: a resumed run may have been given more steps
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * lr_factor(step, cfg)
     wrapped = dist.wrap(model)
     task = build_task(cfg, model.config.segment_len)
     if dist.is_main:
@@ -211,15 +217,18 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     started, tokens_done = time.perf_counter(), 0
     model.train()
     while step < cfg.steps:
-        batches = [task.batch(step, dist.rank, micro) for micro in range(cfg.grad_accum)]
+        # rank r's micro-batch m is the task's micro-batch r * grad_accum + m: two ranks with one
+        # micro-batch each read exactly what one process with two micro-batches reads
+        batches = [task.batch(step, 0, dist.rank * cfg.grad_accum + m) for m in range(cfg.grad_accum)]
         # normalise by the labelled tokens of the whole step, summed over ranks and micro-batches
         step_count = dist.all_reduce_sum(float(sum(int((labels != -100).sum()) for _, labels in batches)))
         loss_sum, tokens = 0.0, 0
         for micro, (ids, labels) in enumerate(batches):
             ids, labels = ids.to(device), labels.to(device)
             last_micro = micro == cfg.grad_accum - 1
-            with dist.no_sync_unless(wrapped, last_micro), torch.autocast(
-                device.type, dtype=torch.bfloat16, enabled=cfg.bf16
+            with (
+                dist.no_sync_unless(wrapped, last_micro),
+                torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16),
             ):
                 logits, _ = wrapped(
                     ids, gradient_checkpointing=cfg.gradient_checkpointing, detach_every=cfg.detach_every
@@ -263,4 +272,3 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         metrics_file.close()
     dist.teardown()
     return last
-

@@ -42,11 +42,19 @@ def resolve_gguf(spec: str) -> Path:
 
 
 def load_gguf(spec: str):
-    """(model in float32, eval mode; tokenizer) read from a GGUF file by transformers."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """(dense float32 model in eval mode, tokenizer) read from a GGUF file by transformers."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     path = resolve_gguf(spec)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32")
+    # Unpacked to plain float32 Linear layers: the conversion moves them as they are, and the result is
+    # saved as an ordinary dense safetensors checkpoint.
+    quantization = GgufConfig(gguf_file=path.name, dequantize=True)
+    model = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, quantization_config=quantization, dtype="float32"
+    )
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:  # nothing is left quantized once unpacked
+        quantizer.remove_quantization_config(model)
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
     return model.eval(), tokenizer
 

@@ -47,9 +47,11 @@ def run(args) -> int:
     tokenizer = get_tokenizer(checkpoint_tokenizer(folder))
     cfg = model.config
     about = json.loads((folder / "config.json").read_text()).get("about", "")
-    print(f"model: {folder} — {cfg.attention} attention ({cfg.rule} rule), {cfg.num_layers} layers, "
-          f"{cfg.num_heads} heads of {cfg.head_dim}, segment {cfg.segment_len} tokens, "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters. {about}")
+    print(
+        f"model: {folder} — {cfg.attention} attention ({cfg.rule} rule), {cfg.num_layers} layers, "
+        f"{cfg.num_heads} heads of {cfg.head_dim}, segment {cfg.segment_len} tokens, "
+        f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters. {about}"
+    )
     lengths = [parse_count(n) for n in args.lengths]
 
     def on_row(row):
@@ -57,14 +59,15 @@ def run(args) -> int:
             return
         print(f"  {format_count(row.length):>5} depth {row.depth:.2f}: done", flush=True)
 
-    rows = passkey.evaluate_passkey(model, tokenizer, lengths, args.depths, args.keys,
-                                    ablation=not args.no_ablation)
+    rows = passkey.evaluate_passkey(model, tokenizer, lengths, args.depths, args.keys, ablation=not args.no_ablation)
     print()
     print(passkey.format_table(rows))
     s = passkey.summary(rows)
     print()
-    print("Keys reachable only through the memory: "
-          + ", ".join(f"{k.replace('_accuracy', '')} {100 * v:.0f}%" for k, v in s.items()))
+    print(
+        "Keys reachable only through the memory: "
+        + ", ".join(f"{k.replace('_accuracy', '')} {100 * v:.0f}%" for k, v in s.items())
+    )
     print()
     state_bytes = _state_bytes(model, tokenizer)
     print("| length | Infini-attention state | KV cache of a standard Transformer (bf16) | ratio |")

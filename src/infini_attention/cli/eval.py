@@ -55,8 +55,11 @@ def add_passkey_arguments(p):
 
 def checkpoint_tokenizer(folder: str | Path) -> str:
     """The tokenizer a model folder was trained with (train_config.json beside it), else 'byte'."""
-    for candidate in (Path(folder) / "train_config.json", Path(folder).parent / "train_config.json",
-                      Path(folder) / "train_state.json"):
+    for candidate in (
+        Path(folder) / "train_config.json",
+        Path(folder).parent / "train_config.json",
+        Path(folder) / "train_state.json",
+    ):
         if candidate.exists():
             data = json.loads(candidate.read_text())
             return data.get("tokenizer") or data.get("train_config", {}).get("tokenizer", "byte")
@@ -77,8 +80,16 @@ def run_passkey(args) -> int:
         lengths = sorted({max(1024, int(top * (i + 1) / 10)) for i in range(10)})
         depths = [i / 9 for i in range(10)]
     rows = passkey.evaluate_passkey(
-        model, tokenizer, lengths, depths, args.keys, ablation=not args.no_ablation,
-        digits=args.digits, seed=args.seed, filler=args.filler, bf16=args.bf16,
+        model,
+        tokenizer,
+        lengths,
+        depths,
+        args.keys,
+        ablation=not args.no_ablation,
+        digits=args.digits,
+        seed=args.seed,
+        filler=args.filler,
+        bf16=args.bf16,
     )
     table = passkey.format_table(rows)
     print(table)
@@ -86,8 +97,10 @@ def run_passkey(args) -> int:
     by_length = {}
     for r in rows:
         by_length.setdefault(r.length, []).append(r)
-    print("peak RSS by length: " + ", ".join(f"{format_count(n)}: {format_bytes(max(r.peak_rss for r in rs))}"
-                                              for n, rs in by_length.items()))
+    print(
+        "peak RSS by length: "
+        + ", ".join(f"{format_count(n)}: {format_bytes(max(r.peak_rss for r in rs))}" for n, rs in by_length.items())
+    )
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

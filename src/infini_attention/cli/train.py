@@ -36,8 +36,13 @@ def add_arguments(p):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if f.name == "model":
-            p.add_argument(flag, action="append", metavar="FIELD=VALUE", default=None,
-                           help="override a ModelConfig field, e.g. --model rule=delta (repeatable)")
+            p.add_argument(
+                flag,
+                action="append",
+                metavar="FIELD=VALUE",
+                default=None,
+                help="override a ModelConfig field, e.g. --model rule=delta (repeatable)",
+            )
         elif isinstance(default, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"(default {default})")
         elif isinstance(default, list):

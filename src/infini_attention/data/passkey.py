@@ -135,8 +135,9 @@ def make_instance(
             raise ValueError("the filler text is empty")
     haystack = length - len(prefix) - len(question) - sum(len(n) for n in needles)
     if haystack < 0:
-        raise ValueError(f"length {length} is too short: the instruction, needles and question alone take "
-                         f"{length - haystack} tokens")
+        raise ValueError(
+            f"length {length} is too short: the instruction, needles and question alone take {length - haystack} tokens"
+        )
 
     # Needles go in depth order at whole filler units (sentence boundaries for the default filler).
     order = sorted(range(len(depths)), key=lambda i: depths[i])

@@ -71,11 +71,13 @@ class _NeedleProbe:
                 part = sigma(k[:, lo:hi].float()).view(batch, hi - lo, layer.num_key_value_heads, layer.head_dim)
                 contribution = part.sum(1)  # (B, Hkv, d)
                 self.z_needle[i] = contribution if self.z_needle[i] is None else self.z_needle[i] + contribution
+
         return hook
 
     def _query_hook(self, i, layer):
         def hook(_module, _inputs, q):
             self.last_q[i] = q[:, -1].float().view(q.shape[0], layer.num_heads, layer.head_dim)
+
         return hook
 
     def share(self, state) -> float | None:
@@ -99,13 +101,27 @@ class _NeedleProbe:
 
 
 @torch.no_grad()
-def evaluate_cell(model, tokenizer: Tokenizer, length: int, depth: float, keys: int, *, digits: int = 5,
-                  seed: int = 0, reset_memory: bool = False, filler=None, chunk_segments: int = 16,
-                  bf16: bool = False, progress=None) -> PasskeyRow:
+def evaluate_cell(
+    model,
+    tokenizer: Tokenizer,
+    length: int,
+    depth: float,
+    keys: int,
+    *,
+    digits: int = 5,
+    seed: int = 0,
+    reset_memory: bool = False,
+    filler=None,
+    chunk_segments: int = 16,
+    bf16: bool = False,
+    progress=None,
+) -> PasskeyRow:
     """Greedy exact-match accuracy of `keys` instances of one (length, depth), run as one batch."""
     n = model.config.segment_len
-    instances = [make_instance(tokenizer, length, depth, seed=seed * 100_003 + i, digits=digits, filler=filler)
-                 for i in range(keys)]
+    instances = [
+        make_instance(tokenizer, length, depth, seed=seed * 100_003 + i, digits=digits, filler=filler)
+        for i in range(keys)
+    ]
     first = instances[0]
     probe = None if reset_memory else _NeedleProbe(model, first.needle_spans[first.ask])
     chunk_len = n if reset_memory else n * chunk_segments  # the ablation empties the memory every segment
@@ -135,7 +151,9 @@ def evaluate_cell(model, tokenizer: Tokenizer, length: int, depth: float, keys: 
     truth = torch.tensor([inst.answer_ids for inst in instances])
     correct = predicted == truth
     return PasskeyRow(
-        length=length, depth=depth, keys=keys,
+        length=length,
+        depth=depth,
+        keys=keys,
         accuracy=correct.all(dim=1).float().mean().item(),
         digit_accuracy=correct.float().mean().item(),
         needle_segment=first.needle_spans[first.ask][0] // n,
@@ -150,8 +168,18 @@ def evaluate_cell(model, tokenizer: Tokenizer, length: int, depth: float, keys: 
     )
 
 
-def evaluate_passkey(model, tokenizer: Tokenizer, lengths: list[int], depths: list[float], keys: int = 5, *,
-                     ablation: bool = True, progress: bool = True, on_row=None, **kwargs) -> list[PasskeyRow]:
+def evaluate_passkey(
+    model,
+    tokenizer: Tokenizer,
+    lengths: list[int],
+    depths: list[float],
+    keys: int = 5,
+    *,
+    ablation: bool = True,
+    progress: bool = True,
+    on_row=None,
+    **kwargs,
+) -> list[PasskeyRow]:
     """Every (length, depth) cell, with the memory-reset ablation beside it when `ablation`."""
     rows = []
     total = sum(lengths) * len(depths) * keys * (2 if ablation else 1)
@@ -165,8 +193,16 @@ def evaluate_passkey(model, tokenizer: Tokenizer, lengths: list[int], depths: li
             for reset in (False, True) if ablation else (False,):
                 if bar is not None:
                     bar.set_description(f"passkey {format_count(length)} depth {depth:.2f}{' reset' if reset else ''}")
-                row = evaluate_cell(model, tokenizer, length, depth, keys, reset_memory=reset,
-                                    progress=bar.update if bar is not None else None, **kwargs)
+                row = evaluate_cell(
+                    model,
+                    tokenizer,
+                    length,
+                    depth,
+                    keys,
+                    reset_memory=reset,
+                    progress=bar.update if bar is not None else None,
+                    **kwargs,
+                )
                 rows.append(row)
                 if on_row is not None:
                     on_row(row)
@@ -228,8 +264,9 @@ def plot_heatmap(rows: list[PasskeyRow], path, title: str = "Passkey retrieval")
         groups.append(("memory reset every segment", [r for r in rows if r.reset_memory]))
     lengths = sorted({r.length for r in rows})
     depths = sorted({r.depth for r in rows})
-    fig, axes = plt.subplots(1, len(groups), figsize=(1.2 + 1.3 * len(lengths) * len(groups), 1.2 + 0.55 * len(depths)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(1.2 + 1.3 * len(lengths) * len(groups), 1.2 + 0.55 * len(depths)), squeeze=False
+    )
     for col, (ax, (name, group)) in enumerate(zip(axes[0], groups)):
         grid = torch.full((len(depths), len(lengths)), float("nan"))
         for r in group:
@@ -239,8 +276,14 @@ def plot_heatmap(rows: list[PasskeyRow], path, title: str = "Passkey retrieval")
             for j, n in enumerate(lengths):
                 cell = next((r for r in group if r.depth == d and r.length == n), None)
                 if cell is not None:
-                    ax.text(j, i, f"{100 * cell.accuracy:.0f}" + ("" if cell.in_memory else "*"),
-                            ha="center", va="center", fontsize=8)
+                    ax.text(
+                        j,
+                        i,
+                        f"{100 * cell.accuracy:.0f}" + ("" if cell.in_memory else "*"),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                    )
         ax.set_xticks(range(len(lengths)), [format_count(n) for n in lengths])
         ax.set_yticks(range(len(depths)), [f"{d:.2f}" for d in depths])
         ax.set_xlabel("context length (tokens)")

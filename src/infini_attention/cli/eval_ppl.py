@@ -1,0 +1,114 @@
+"""Long-document perplexity by position, with the memory-reset ablation beside it, and the gates (Figure 3).
+
+    infini eval ppl --checkpoint runs/out/lm/checkpoint --data /work/shared/corpora/kjv.txt \
+        --max-docs 4 --max-tokens 32K --out docs/results/ppl-kjv
+
+Reads the validation documents of --data (the same split as training: the split rule, validation
+share and tokenizer default to those in the run's train_config.json), streams each through the
+model a few segments at a time with the state carried, and prints perplexity by position bucket
+(0-2K, 2K-8K, 8K-32K, ...), then the gate values sigmoid(beta) per layer and head. With --out
+PREFIX it writes PREFIX.json (everything) and PREFIX.png (the gate heatmap).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from infini_attention.utils import parse_count
+
+HELP = "long-document perplexity by position bucket, memory-reset ablation, gate values"
+
+
+def add_arguments(p):
+    p.add_argument("--checkpoint", required=True, help="model folder (model.safetensors + config.json)")
+    p.add_argument("--data", required=True, help="text file, folder, .jsonl file or hf:<dataset>")
+    p.add_argument("--tokenizer", default=None, help="tokenizer name (default: the training run's, else byte)")
+    p.add_argument(
+        "--data-split",
+        default=None,
+        help="split rule: auto, file, blank, verse, regex:<pattern> (default: the training run's, else auto)",
+    )
+    p.add_argument(
+        "--val-docs",
+        type=float,
+        default=None,
+        help="validation share or count, as in training (default: the training run's, else 0.05)",
+    )
+    p.add_argument("--docs", choices=("val", "train", "all"), default="val", help="which documents to read")
+    p.add_argument("--max-docs", type=int, default=None, help="read at most this many documents")
+    p.add_argument("--max-tokens", default=None, help="read at most this many tokens of each document, e.g. 32K")
+    p.add_argument("--chunk-segments", type=int, default=4, help="segments per forward call (bounds memory)")
+    p.add_argument("--first-bucket", default="2K", help="end of the first position bucket (then x4 each)")
+    p.add_argument("--no-ablation", action="store_true", help="skip the memory-reset ablation")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", help="path prefix for OUT.json (results) and OUT.png (gate heatmap)")
+
+
+def training_config(folder: str | Path) -> dict:
+    """The TrainConfig fields of the run that wrote a model folder ({} for a folder from elsewhere)."""
+    folder = Path(folder)
+    for candidate in (folder / "train_config.json", folder.parent / "train_config.json"):
+        if candidate.exists():
+            return json.loads(candidate.read_text())
+    if (folder / "train_state.json").exists():
+        return json.loads((folder / "train_state.json").read_text()).get("train_config", {})
+    return {}
+
+
+def run(args) -> int:
+    from infini_attention.checkpoint import load_model
+    from infini_attention.data.documents import load_corpus
+    from infini_attention.data.tokenizers import get_tokenizer
+    from infini_attention.eval.perplexity import evaluate_perplexity, format_report, gate_table, plot_gates
+
+    trained = training_config(args.checkpoint)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    model = load_model(args.checkpoint, device=device)
+    tokenizer = get_tokenizer(args.tokenizer or trained.get("tokenizer", "byte"))
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(
+            f"tokenizer {tokenizer.name} has {tokenizer.vocab_size} ids, the model only "
+            f"{model.config.vocab_size}: is --tokenizer the one the model was trained with?"
+        )
+    split = args.data_split or trained.get("data_split", "auto")
+    corpus = load_corpus(args.data, tokenizer, split, progress=not args.no_progress)
+    train_docs, val_docs = corpus.split(args.val_docs if args.val_docs is not None else trained.get("val_docs", 0.05))
+    chosen = {"val": val_docs, "train": train_docs, "all": list(range(len(corpus)))}[args.docs]
+    if not chosen:
+        raise ValueError(f"no {args.docs} documents in {args.data} (set --val-docs, or --docs all)")
+    chosen = chosen[: args.max_docs] if args.max_docs else chosen
+    result = evaluate_perplexity(
+        model,
+        [(corpus.names[d], corpus.doc(d)) for d in chosen],
+        chunk_segments=args.chunk_segments,
+        ablation=not args.no_ablation,
+        max_tokens=parse_count(args.max_tokens) if args.max_tokens else None,
+        first_bucket=parse_count(args.first_bucket),
+        device=device,
+        bf16=args.bf16,
+        progress=not args.no_progress,
+    )
+    result.update(
+        checkpoint=str(args.checkpoint), data=args.data, tokenizer=tokenizer.name, split=split, docs=args.docs
+    )
+    print(format_report(result))
+    print("\ngates sigmoid(beta), layer x head:")
+    print(gate_table(result["gates"]))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_name(out.name + ".json").write_text(json.dumps(result, indent=1) + "\n")
+        written = [out.name + ".json"]
+        if plot_gates(
+            result["gates"],
+            out.with_name(out.name + ".png"),
+            title=f"gates sigmoid(beta): {Path(args.checkpoint).name}",
+        ):
+            written.append(out.name + ".png")
+        print(f"\nwrote {', '.join(str(out.parent / w) for w in written)}")
+    return 0

@@ -1,0 +1,223 @@
+"""The trainer: exact resume, parameter groups, schedule, data-parallel == accumulation, CLI."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import assert_close
+from infini_attention.checkpoint import load_model
+from infini_attention.cli.main import main as cli
+from infini_attention.models import InfiniTransformer
+from infini_attention.train import TrainConfig, lr_factor, parameter_groups, train
+
+TINY = dict(
+    preset="tiny",
+    model={"segment_len": 32},
+    task="passkey",
+    seq_len=320,
+    min_len=280,
+    batch_size=2,
+    eval_every=0,
+    warmup_steps=2,
+    lr=3e-3,
+    full_loss=True,
+)
+
+
+def losses(out: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resumed_run_equals_the_uninterrupted_one_step_for_step(tmp_path):
+    whole = TrainConfig(**TINY, steps=6, save_every=3, out=str(tmp_path / "whole"))
+    train(whole, progress=False)
+    part = TrainConfig(**TINY, steps=6, save_every=3, out=str(tmp_path / "part"))
+    interrupted = TrainConfig(**{**part.__dict__, "steps": 3})
+    train(interrupted, progress=False)
+    train(part, resume=True, progress=False)
+    assert len(losses(tmp_path / "part")) == 6
+    assert losses(tmp_path / "part") == losses(tmp_path / "whole")
+    a = load_file(str(tmp_path / "whole" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(tmp_path / "part" / "checkpoint" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_loss_falls_and_checkpoint_loads(tmp_path):
+    cfg = TrainConfig(**TINY, steps=30, save_every=30, out=str(tmp_path / "run"))
+    train(cfg, progress=False)
+    curve = losses(tmp_path / "run")
+    assert sum(curve[-5:]) / 5 < 0.8 * sum(curve[:5]) / 5, curve
+    model = load_model(tmp_path / "run" / "checkpoint")
+    assert model.config.segment_len == 32
+    assert (tmp_path / "run" / "train_config.json").exists()
+
+
+def test_gate_has_its_own_group_without_weight_decay():
+    cfg = TrainConfig(lr=1e-3, gate_lr=5e-2, weight_decay=0.1)
+    model = InfiniTransformer(cfg.model_config())
+    groups = {g["name"]: g for g in parameter_groups(model, cfg)}
+    assert {id(p) for p in groups["gate"]["params"]} == {id(p) for p in model.gate_parameters()}
+    assert groups["gate"]["lr"] == 5e-2 and groups["gate"]["weight_decay"] == 0.0
+    assert groups["no_decay"]["weight_decay"] == 0.0 and all(p.dim() == 1 for p in groups["no_decay"]["params"])
+    n_params = sum(len(g["params"]) for g in groups.values())
+    assert n_params == len(list(model.parameters()))
+
+
+def test_schedule_warms_up_then_decays_to_the_floor():
+    cfg = TrainConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    factors = [lr_factor(s, cfg) for s in range(101)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert factors[100] == pytest.approx(0.1)
+
+
+def test_gradient_checkpointing_and_accumulation_run(tmp_path):
+    cfg = TrainConfig(
+        **TINY, steps=2, grad_accum=2, gradient_checkpointing=True, detach_every=2, out=str(tmp_path / "run")
+    )
+    last = train(cfg, progress=False)
+    assert last["step"] == 2 and last["loss"] > 0
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="gloo on Linux")
+def test_two_process_data_parallel_equals_one_process_with_accumulation(tmp_path):
+    """torchrun with 2 processes x 1 micro-batch gives the weights of 1 process x 2 micro-batches."""
+    common = [
+        "--task",
+        "passkey",
+        "--preset",
+        "tiny",
+        "--model",
+        "segment_len=32",
+        "--seq-len",
+        "300",
+        "--min-len",
+        "300",
+        "--batch-size",
+        "2",
+        "--steps",
+        "2",
+        "--eval-every",
+        "0",
+        "--save-every",
+        "2",
+        "--no-progress",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "-m",
+            "infini_attention.cli.main",
+            "train",
+            *common,
+            "--out",
+            str(tmp_path / "ddp"),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infini_attention.cli.main",
+            "train",
+            *common,
+            "--grad-accum",
+            "2",
+            "--out",
+            str(tmp_path / "single"),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    ddp = load_file(str(tmp_path / "ddp" / "checkpoint" / "model.safetensors"))
+    single = load_file(str(tmp_path / "single" / "checkpoint" / "model.safetensors"))
+    for name in single:
+        assert_close(ddp[name], single[name], atol=1e-5, what=name)
+    assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "single"), rel=1e-5)
+
+
+def test_cli_train_then_eval_passkey(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        cli(
+            [
+                "train",
+                "--task",
+                "copy",
+                "--preset",
+                "tiny",
+                "--model",
+                "segment_len=32",
+                "--model",
+                "rule=delta",
+                "--seq-len",
+                "160",
+                "--min-len",
+                "160",
+                "--copy-len",
+                "8",
+                "--batch-size",
+                "2",
+                "--steps",
+                "2",
+                "--eval-every",
+                "0",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((out / "train_config.json").read_text())["model"] == {"segment_len": 32, "rule": "delta"}
+    assert load_model(out / "checkpoint").config.rule == "delta"
+    assert (
+        cli(
+            [
+                "eval",
+                "passkey",
+                "--checkpoint",
+                str(out / "checkpoint"),
+                "--lengths",
+                "300",
+                "--depths",
+                "0",
+                "1",
+                "--keys",
+                "2",
+                "--out",
+                str(tmp_path / "pk"),
+            ]
+        )
+        == 0
+    )
+    data = json.loads((tmp_path / "pk.json").read_text())
+    assert len(data["rows"]) == 4 and (tmp_path / "pk.png").stat().st_size > 1000
+    assert "memory reset" in (tmp_path / "pk.md").read_text()
+    # bad model field: a clear error, exit code 2
+    assert cli(["train", "--model", "segment_len=0", "--out", str(tmp_path / "bad")]) == 2
+    assert "segment_len must be >= 1" in capsys.readouterr().err
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert cli(["train", "--out", str(tmp_path / "none"), "--resume", "--steps", "1"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
