@@ -1,0 +1,110 @@
+"""The attention module that replaces a Llama-family attention: the pretrained projections + our op.
+
+It keeps the original `q_proj`, `k_proj`, `v_proj`, `o_proj` modules themselves (same weights,
+dtype, device and parameter names), adds the per-head gate `beta` of eq 10, and calls
+`infini_attention` from `ops/infini`, which does the segmenting, the local attention, the memory
+read (eq 7) and write (eqs 8-9) and the gate. RoPE tables come from the model's own rotary
+embedding module (its inv_freq and any rope scaling), evaluated at in-segment positions
+0..N-1: the op applies them to the local attention only, with positions restarting in every
+segment, and never to the memory path.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from infini_attention.hf.cache import InfiniCache
+from infini_attention.ops.infini import infini_attention
+
+
+class SegmentRope:
+    """cos/sin of the model's rotary embedding at positions 0..segment_len-1, computed once per device.
+
+    A plain object, not a Module, so that the model's `rotary_emb` is not registered twice.
+    """
+
+    def __init__(self, rotary_emb: nn.Module, segment_len: int):
+        self.rotary_emb, self.segment_len = rotary_emb, segment_len
+        self._tables: dict = {}
+
+    def __call__(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        inv_freq = self.rotary_emb.inv_freq
+        # inv_freq changes object or version if the model is moved, cast, or dynamic rope rescales it
+        key = (device, inv_freq.data_ptr(), inv_freq._version, inv_freq.dtype)
+        if key not in self._tables:
+            positions = torch.arange(self.segment_len, device=device)[None]  # (1, N)
+            probe = torch.empty(0, device=device, dtype=torch.float32)  # the rotary module reads device and dtype
+            with torch.no_grad():
+                cos, sin = self.rotary_emb(probe, positions)  # (1, N, head_dim), attention scaling included
+            self._tables = {key: (cos[0], sin[0])}
+        return self._tables[key]
+
+
+class InfiniHFAttention(nn.Module):
+    """Drop-in for LlamaAttention / Qwen2Attention / MistralAttention with Infini-attention inside.
+
+    forward(hidden_states (B, L, hidden), cache=InfiniCache | None) -> (output (B, L, hidden), None).
+    The attention mask and position embeddings that the decoder layer passes are ignored: the op
+    is causal by construction and uses in-segment positions. Padding is rejected by the model's
+    forward (see `modeling.py`).
+    """
+
+    def __init__(
+        self,
+        projections: dict[str, nn.Linear],
+        num_heads: int,
+        num_key_value_heads: int,
+        head_dim: int,
+        layer_idx: int,
+        segment_len: int,
+        rule: str,
+        beta_init: float,
+        rope: SegmentRope,
+    ):
+        super().__init__()
+        if rule not in ("linear", "delta"):
+            raise ValueError(f"unknown memory rule {rule!r}: expected 'linear' or 'delta'")
+        self.q_proj, self.k_proj = projections["q_proj"], projections["k_proj"]
+        self.v_proj, self.o_proj = projections["v_proj"], projections["o_proj"]
+        self.num_heads, self.num_key_value_heads, self.head_dim = num_heads, num_key_value_heads, head_dim
+        self.layer_idx, self.segment_len, self.rule = layer_idx, segment_len, rule
+        self.segment_rope = rope
+        # eq 10: one gate logit per query head; float32 like the memory
+        self.beta = nn.Parameter(torch.full((num_heads,), float(beta_init), device=self.q_proj.weight.device))
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        position_embeddings=None,
+        attention_mask=None,
+        cache: InfiniCache | None = None,
+        past_key_values: InfiniCache | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, None]:
+        cache = cache if cache is not None else past_key_values
+        if cache is not None and not isinstance(cache, InfiniCache):
+            raise TypeError(
+                f"a converted Infini-attention model needs an InfiniCache, got {type(cache).__name__}: "
+                "pass cache=InfiniCache(model.config), or use_cache=False when calling the inner model"
+            )
+        batch, length, _ = hidden_states.shape
+        # (B, L, heads * d) -> (B, heads, L, d); keys and values have num_key_value_heads heads
+        q = self.q_proj(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(hidden_states).view(batch, length, self.num_key_value_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(hidden_states).view(batch, length, self.num_key_value_heads, self.head_dim).transpose(1, 2)
+        layer = cache.layers[self.layer_idx] if cache is not None else None
+        out, state = infini_attention(
+            q,
+            k,
+            v,
+            self.beta,
+            segment_len=self.segment_len,
+            rule=self.rule,
+            rope=self.segment_rope(hidden_states.device),
+            state=None if layer is None else layer.state,
+        )  # (B, H, L, d)
+        if layer is not None:
+            layer.advance(state, length)
+        out = out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)  # (B, L, H*d)
+        return self.o_proj(out), None

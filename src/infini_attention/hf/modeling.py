@@ -1,0 +1,383 @@
+"""Plug-and-play conversion of pretrained Llama, Qwen2 and Mistral causal LMs to Infini-attention.
+
+`convert(model, segment_len=...)` swaps every attention module for `InfiniHFAttention` in place
+(the pretrained projections are kept as they are; one gate `beta` per head is added) and turns the
+model into the matching `Infini*ForCausalLM` class below. These classes are ordinary
+`PreTrainedModel`s whose config records `infini_attention = {segment_len, rule, beta_init}` under
+their own `model_type` (`infini_llama`, ...), registered with `AutoConfig` and
+`AutoModelForCausalLM` when this package is imported: `save_pretrained` writes the gates with the
+weights, and `load_converted(path)` (or `AutoModelForCausalLM.from_pretrained` after
+`import infini_attention.hf`) reads them back.
+
+The forward pass feeds the decoder one segment at a time, carrying an `InfiniCache`, so the mask,
+the activations and the cache stay bounded by the segment length whatever the input length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+from transformers import initialization as hf_init
+from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.utils.generic import can_return_tuple
+
+from infini_attention.hf.attention import InfiniHFAttention, SegmentRope
+from infini_attention.hf.cache import InfiniCache
+
+CONFIG_KEY = "infini_attention"  # the config entry that marks a converted model and holds its settings
+
+
+@dataclass(frozen=True)
+class InfiniSettings:
+    segment_len: int  # N: tokens per segment of local attention and memory update
+    rule: str = "delta"  # memory update: "linear" (eq 8) or "delta" (eq 9)
+    beta_init: float = 0.0  # initial gate logit of eq 10 (0: gate 0.5, where it learns fastest)
+
+    def __post_init__(self):
+        if not isinstance(self.segment_len, int) or self.segment_len < 1:
+            raise ValueError(f"segment_len must be a positive integer, got {self.segment_len!r}")
+        if self.rule not in ("linear", "delta"):
+            raise ValueError(f"unknown memory rule {self.rule!r}: expected 'linear' or 'delta'")
+
+    def to_dict(self) -> dict:
+        return {"segment_len": self.segment_len, "rule": self.rule, "beta_init": float(self.beta_init)}
+
+    @classmethod
+    def from_config(cls, config) -> InfiniSettings:
+        data = getattr(config, CONFIG_KEY, None)
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"config has no {CONFIG_KEY!r} entry: this is not a converted model; use infini_attention.hf.convert"
+            )
+        unknown = set(data) - {"segment_len", "rule", "beta_init"}
+        if unknown:
+            raise ValueError(f"unknown {CONFIG_KEY} settings {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class _Family:
+    """How one architecture's attention projections look: the explicit weight map of a conversion."""
+
+    qkv_bias: object  # config -> bool: whether q_proj, k_proj, v_proj have a bias
+    o_bias: object  # config -> bool: whether o_proj has a bias
+    per_layer_window: bool  # True: sliding_window applies to layers whose layer_types entry says so
+
+
+_FAMILIES = {
+    "llama": _Family(lambda c: bool(c.attention_bias), lambda c: bool(c.attention_bias), per_layer_window=False),
+    "qwen2": _Family(lambda c: True, lambda c: False, per_layer_window=True),
+    "mistral": _Family(lambda c: False, lambda c: False, per_layer_window=False),
+}
+
+
+def _projection_shapes(config) -> dict[str, tuple[int, int]]:
+    """Original attribute -> (out_features, in_features); the converted module keeps the same names."""
+    heads, kv_heads, hidden = config.num_attention_heads, config.num_key_value_heads, config.hidden_size
+    head_dim = _head_dim(config)
+    return {
+        "q_proj": (heads * head_dim, hidden),
+        "k_proj": (kv_heads * head_dim, hidden),
+        "v_proj": (kv_heads * head_dim, hidden),
+        "o_proj": (hidden, heads * head_dim),
+    }
+
+
+def _head_dim(config) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def _sliding_window(config, family: _Family, layer_idx: int) -> int | None:
+    window = getattr(config, "sliding_window", None)
+    if family.per_layer_window:
+        layer_types = getattr(config, "layer_types", None) or []
+        if layer_idx >= len(layer_types) or layer_types[layer_idx] != "sliding_attention":
+            return None
+    return window
+
+
+def _check_compatible(config, family: _Family, settings: InfiniSettings) -> None:
+    max_positions = getattr(config, "max_position_embeddings", None)
+    if max_positions is not None and settings.segment_len > max_positions:
+        raise ValueError(
+            f"segment_len {settings.segment_len} exceeds the model's max_position_embeddings {max_positions}: "
+            "the local attention would see positions it was never trained on"
+        )
+    for i in range(config.num_hidden_layers):
+        window = _sliding_window(config, family, i)
+        if window is not None and window < settings.segment_len:
+            raise ValueError(
+                f"layer {i} attends over a sliding window of {window} tokens, less than segment_len "
+                f"{settings.segment_len}: choose segment_len <= {window} so that the local attention sees "
+                "what the pretrained model saw"
+            )
+
+
+def _install(model, family: _Family, settings: InfiniSettings) -> None:
+    """Replace each decoder layer's `self_attn` by InfiniHFAttention, moving its projections over by name."""
+    config = model.config
+    shapes = _projection_shapes(config)
+    expected_bias = {"q_proj": family.qkv_bias(config), "k_proj": family.qkv_bias(config)}
+    expected_bias |= {"v_proj": family.qkv_bias(config), "o_proj": family.o_bias(config)}
+    rope = SegmentRope(model.model.rotary_emb, settings.segment_len)
+    for i, layer in enumerate(model.model.layers):
+        old = layer.self_attn
+        projections = {}
+        for name, (out_features, in_features) in shapes.items():
+            linear = getattr(old, name)
+            if tuple(linear.weight.shape) != (out_features, in_features):
+                raise ValueError(
+                    f"layer {i} {name}.weight has shape {tuple(linear.weight.shape)}, "
+                    f"expected {(out_features, in_features)} from the config"
+                )
+            has_bias = linear.bias is not None
+            if has_bias != expected_bias[name]:
+                raise ValueError(f"layer {i} {name}: bias {'present' if has_bias else 'absent'}, config says otherwise")
+            if has_bias and tuple(linear.bias.shape) != (out_features,):
+                raise ValueError(
+                    f"layer {i} {name}.bias has shape {tuple(linear.bias.shape)}, expected ({out_features},)"
+                )
+            projections[name] = linear
+        layer.self_attn = InfiniHFAttention(
+            projections,
+            num_heads=config.num_attention_heads,
+            num_key_value_heads=config.num_key_value_heads,
+            head_dim=_head_dim(config),
+            layer_idx=i,
+            segment_len=settings.segment_len,
+            rule=settings.rule,
+            beta_init=settings.beta_init,
+            rope=rope,
+        )
+    # from_pretrained initialises what a checkpoint lacks module by module, with the _init_weights of the
+    # nearest PreTrainedModel: for the gates that is the inner `model`, whose class does not know them.
+    model.model._init_weights = functools.partial(_init_weights_and_gates, model.model, settings.beta_init)
+
+
+def _init_weights_and_gates(inner, beta_init: float, module: nn.Module) -> None:
+    type(inner)._init_weights(inner, module)
+    if isinstance(module, InfiniHFAttention):  # hf_init skips a gate that was loaded from the checkpoint
+        hf_init.constant_(module.beta, beta_init)
+
+
+class _InfiniCausalLM:
+    """What the converted classes add to their transformers base class (mixed in first)."""
+
+    _family: str
+    _is_stateful = True  # transformers refuses assisted generation: the memory cannot roll back
+
+    def __init__(self, config):
+        super().__init__(config)
+        settings = InfiniSettings.from_config(config)
+        _check_compatible(config, _FAMILIES[self._family], settings)
+        _install(self, _FAMILIES[self._family], settings)
+
+    @property
+    def infini_settings(self) -> InfiniSettings:
+        return InfiniSettings.from_config(self.config)
+
+    def generate(self, *args, **kwargs):
+        """`GenerationMixin.generate` with an InfiniCache (bounded by the segment length) instead of a KV cache."""
+        if getattr(self.generation_config, "cache_implementation", None) or kwargs.get("cache_implementation"):
+            raise ValueError("a converted Infini-attention model uses its own InfiniCache: unset cache_implementation")
+        use_cache = kwargs.get("use_cache", self.generation_config.use_cache)
+        if kwargs.get("cache") is None and kwargs.get("past_key_values") is None and use_cache is not False:
+            kwargs["cache"] = InfiniCache(self.config)
+        return super().generate(*args, **kwargs)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: InfiniCache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """The base forward, one segment-bounded piece at a time, carrying an InfiniCache.
+
+        `position_ids` are not used: positions are implied by the stream (in-segment, restarting
+        at every segment boundary). `attention_mask` may only mark every token as real: padding
+        would be written into the memory.
+        """
+        cache = cache if cache is not None else kwargs.pop("past_key_values", None)
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        if attention_mask is not None and (attention_mask.dim() != 2 or not bool(attention_mask.bool().all())):
+            raise NotImplementedError(
+                "Infini-attention does not support padding or custom attention masks (padded tokens would be "
+                "written into the memory): pass unpadded sequences of equal length"
+            )
+        if cache is None:
+            cache = InfiniCache(self.config)
+        elif not isinstance(cache, InfiniCache):
+            raise TypeError(f"a converted Infini-attention model needs an InfiniCache, got {type(cache).__name__}")
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        output_hidden_states = kwargs.pop("output_hidden_states", None)
+        segment_len = self.infini_settings.segment_len
+        inputs = input_ids if input_ids is not None else inputs_embeds
+        length = inputs.shape[1]
+        # generate() asks for the last logits only: keep a tail of hidden states, not one per token
+        tail = logits_to_keep if isinstance(logits_to_keep, int) and logits_to_keep > 0 and labels is None else 0
+        if output_hidden_states is not None:
+            kwargs["output_hidden_states"] = output_hidden_states
+
+        kept, all_hidden, start = [], [], 0
+        while start < length:
+            seen = cache.get_seq_length()
+            end = min(length, start + segment_len - seen % segment_len)  # stop at the segment boundary
+            positions = torch.arange(seen % segment_len, seen % segment_len + end - start, device=inputs.device)
+            piece = {"input_ids" if input_ids is not None else "inputs_embeds": inputs[:, start:end]}
+            out = self.model(
+                **piece, position_ids=positions[None].expand(inputs.shape[0], -1), cache=cache, use_cache=True, **kwargs
+            )
+            kept.append(out.last_hidden_state)  # (B, piece, hidden)
+            if tail:
+                kept = [torch.cat(kept, dim=1)[:, -tail:]]
+            if output_hidden_states:
+                all_hidden.append(out.hidden_states)
+            start = end
+
+        hidden = torch.cat(kept, dim=1) if len(kept) > 1 else kept[0]
+        if isinstance(logits_to_keep, int):
+            hidden = hidden[:, -logits_to_keep:] if logits_to_keep else hidden
+        else:
+            hidden = hidden[:, logits_to_keep]
+        logits = self.lm_head(hidden)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        hidden_states = None
+        if output_hidden_states:
+            hidden_states = tuple(torch.cat(layer_parts, dim=1) for layer_parts in zip(*all_hidden))
+        return CausalLMOutputWithPast(
+            loss=loss, logits=logits, cache=cache if use_cache else None, hidden_states=hidden_states
+        )
+
+
+class InfiniLlamaConfig(LlamaConfig):
+    model_type = "infini_llama"
+
+
+class InfiniQwen2Config(Qwen2Config):
+    model_type = "infini_qwen2"
+
+
+class InfiniMistralConfig(MistralConfig):
+    model_type = "infini_mistral"
+
+
+class InfiniLlamaForCausalLM(_InfiniCausalLM, LlamaForCausalLM):
+    config: InfiniLlamaConfig
+    config_class = InfiniLlamaConfig
+    _family = "llama"
+
+
+class InfiniQwen2ForCausalLM(_InfiniCausalLM, Qwen2ForCausalLM):
+    config: InfiniQwen2Config
+    config_class = InfiniQwen2Config
+    _family = "qwen2"
+
+
+class InfiniMistralForCausalLM(_InfiniCausalLM, MistralForCausalLM):
+    config: InfiniMistralConfig
+    config_class = InfiniMistralConfig
+    _family = "mistral"
+
+
+# original class -> converted class; exact types only: a subclass may change what the weights mean
+CONVERSIONS: dict[type, type] = {
+    LlamaForCausalLM: InfiniLlamaForCausalLM,
+    Qwen2ForCausalLM: InfiniQwen2ForCausalLM,
+    MistralForCausalLM: InfiniMistralForCausalLM,
+}
+
+for _cls in CONVERSIONS.values():
+    AutoConfig.register(_cls.config_class.model_type, _cls.config_class, exist_ok=True)
+    AutoModelForCausalLM.register(_cls.config_class, _cls, exist_ok=True)
+
+
+def convert(model, segment_len: int, rule: str = "delta", beta_init: float = 0.0):
+    """Turn a pretrained LlamaForCausalLM, Qwen2ForCausalLM or MistralForCausalLM into Infini-attention, in place.
+
+    Every attention module is replaced by one that keeps the original q/k/v/o projections and adds
+    a gate logit per head (eq 10) set to `beta_init`. Returns the same object, now an
+    `Infini*ForCausalLM` whose config holds `infini_attention = {segment_len, rule, beta_init}`.
+    Until the model is fine-tuned its memory reads are untrained; `force_local_gate` turns them off.
+    """
+    if type(model) in CONVERSIONS.values():
+        raise ValueError(f"the model is already converted ({type(model).__name__})")
+    target = CONVERSIONS.get(type(model))
+    if target is None:
+        supported = ", ".join(cls.__name__ for cls in CONVERSIONS)
+        raise ValueError(f"cannot convert {type(model).__name__}: supported architectures are {supported}")
+    settings = InfiniSettings(segment_len=segment_len, rule=rule, beta_init=beta_init)
+    family = _FAMILIES[target._family]
+    _check_compatible(model.config, family, settings)
+    _install(model, family, settings)
+    config = model.config
+    config.__class__ = target.config_class  # same fields, the converted model_type; shared by all submodules
+    config.__dict__.pop("model_type", None)  # a model_type read from a file would shadow the class's
+    setattr(config, CONFIG_KEY, settings.to_dict())
+    model.__class__ = target
+    return model
+
+
+def load_converted(path: str | os.PathLike, **kwargs):
+    """A converted model saved with `save_pretrained`; kwargs go to `from_pretrained` (dtype, device_map, ...)."""
+    config_file = Path(path) / "config.json"
+    if not config_file.exists():
+        raise FileNotFoundError(f"{config_file} not found: expected a folder written by save_pretrained")
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    classes = {cls.config_class.model_type: cls for cls in CONVERSIONS.values()}
+    if model_type not in classes:
+        raise ValueError(
+            f"{path} holds a {model_type!r} model, not a converted Infini-attention model "
+            f"(one of {sorted(classes)}): convert it with infini_attention.hf.convert"
+        )
+    return classes[model_type].from_pretrained(path, **kwargs)
+
+
+def gates(model) -> list[nn.Parameter]:
+    """The gate logits `beta` of every converted layer (give them their own optimizer group, no weight decay)."""
+    return [m.beta for m in model.modules() if isinstance(m, InfiniHFAttention)]
+
+
+@contextlib.contextmanager
+def force_local_gate(model):
+    """Inside this block every gate is sigmoid(-inf) = 0: the output is the local attention only (eq 10).
+
+    With an input no longer than one segment the converted model then computes exactly what the
+    original model computed, which is how the conversion is checked. The gates are restored on exit.
+    """
+    saved = [beta.detach().clone() for beta in gates(model)]
+    try:
+        with torch.no_grad():
+            for beta in gates(model):
+                beta.fill_(float("-inf"))
+        yield model
+    finally:
+        with torch.no_grad():
+            for beta, value in zip(gates(model), saved):
+                beta.copy_(value)
