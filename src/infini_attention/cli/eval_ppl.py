@@ -60,6 +60,11 @@ def training_config(folder: str | Path) -> dict:
     return {}
 
 
+def _run_name(folder: str) -> str:
+    path = Path(folder).resolve()
+    return path.parent.name if path.name == "checkpoint" else path.name  # `infini train` writes OUT/checkpoint
+
+
 def run(args) -> int:
     from infini_attention.checkpoint import load_model
     from infini_attention.data.documents import load_corpus
@@ -107,7 +112,7 @@ def run(args) -> int:
         if plot_gates(
             result["gates"],
             out.with_name(out.name + ".png"),
-            title=f"gates sigmoid(beta): {Path(args.checkpoint).name}",
+            title=f"gates sigmoid(beta): {_run_name(args.checkpoint)}",
         ):
             written.append(out.name + ".png")
         print(f"\nwrote {', '.join(str(out.parent / w) for w in written)}")

@@ -24,7 +24,8 @@ uint32) with `offsets.npy` (document d is tokens[offsets[d]:offsets[d+1]]) and `
 (not beside the data: corpora often sit in read-only folders, and `hf:` sources have none). The
 cache key hashes the source (paths, sizes, modification times), the split rule, the tokenizer (name,
 vocabulary size and a fingerprint of its vocabulary) and CACHE_VERSION: editing the data or changing
-the tokenizer builds a new cache.
+the tokenizer builds a new cache (an `hf:` source is keyed by its name only: delete its cache folder
+to re-read a dataset that changed).
 
 Train/validation split: by whole documents, by a hash of each document's name, so it does not depend
 on the training seed, on the order of the files, or on the machine.
