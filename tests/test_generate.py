@@ -5,6 +5,7 @@ import torch
 
 from conftest import assert_close
 from infini_attention import InfiniTransformer, ModelConfig, decode_one_token, generate, prefill, sample
+from test_model import randomize_key_shift
 
 N = 16
 
@@ -14,14 +15,16 @@ N = 16
     [
         dict(attention="infini", rule="linear"),
         dict(attention="infini", rule="delta"),
+        dict(attention="infini", rule="linear", key_shift=True),
         dict(attention="local"),
         dict(attention="full"),
     ],
-    ids=lambda k: "-".join(k.values()),
+    ids=lambda k: "-".join(map(str, k.values())),
 )
 @pytest.mark.parametrize("prompt_len", [1, N - 1, N + 3])
 def test_teacher_forced_decoding_reproduces_the_forward(kind, prompt_len):
     model = InfiniTransformer(ModelConfig.from_name("tiny", segment_len=N, **kind))
+    randomize_key_shift(model)
     ids = torch.randint(0, 256, (2, 4 * N + 2))  # decoding crosses several segment boundaries
     full_logits, _ = model(ids)
     logits, state = prefill(model, ids[:, :prompt_len])

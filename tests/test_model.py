@@ -13,18 +13,29 @@ N = 16
 
 
 def tiny(**overrides):
-    return InfiniTransformer(ModelConfig.from_name("tiny", segment_len=N, **overrides))
+    model = InfiniTransformer(ModelConfig.from_name("tiny", segment_len=N, **overrides))
+    randomize_key_shift(model)
+    return model
+
+
+def randomize_key_shift(model):
+    """The key-shift projection starts at zero (the paper's layer); tests need it to do something."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("shift_proj.weight"):
+                p.normal_(0.0, 0.2)
 
 
 KINDS = [
     dict(attention="infini", rule="linear"),
     dict(attention="infini", rule="delta"),
+    dict(attention="infini", rule="delta", key_shift=True),
     dict(attention="local"),
     dict(attention="full"),
 ]
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=lambda k: "-".join(k.values()))
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: "-".join(map(str, k.values())))
 @pytest.mark.parametrize("split", [1, 7, N, 2 * N, 3 * N + 1])
 def test_two_calls_carrying_state_equal_one_call(kind, split):
     model = tiny(**kind)
@@ -36,7 +47,7 @@ def test_two_calls_carrying_state_equal_one_call(kind, split):
     assert s2.position == state.position == ids.shape[1]
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=lambda k: "-".join(k.values()))
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: "-".join(map(str, k.values())))
 def test_causal(kind):
     model = tiny(**kind)
     ids = torch.randint(0, 256, (1, 4 * N + 5))
@@ -123,8 +134,9 @@ def test_logits_to_keep():
     assert_close(last, full[:, -(N + 2) :], what="last logits")
 
 
-def test_state_save_load_round_trip(tmp_path):
-    model = tiny(rule="delta")
+@pytest.mark.parametrize("key_shift", [False, True])
+def test_state_save_load_round_trip(tmp_path, key_shift):
+    model = tiny(rule="delta", key_shift=key_shift)
     ids = torch.randint(0, 256, (2, 3 * N + 5))
     logits, _ = model(ids)
     _, state = model(ids[:, : 2 * N + 3])
@@ -176,6 +188,24 @@ def test_presets():
         2048,
     )
     assert ModelConfig.from_dict(paper.to_dict()) == paper
+
+
+def test_key_shift_starts_as_the_paper_layer_and_keys_see_the_previous_token():
+    plain = InfiniTransformer(ModelConfig.from_name("tiny", segment_len=N))
+    shifted = InfiniTransformer(ModelConfig.from_name("tiny", segment_len=N, key_shift=True))
+    shifted.load_state_dict(plain.state_dict(), strict=False)
+    ids = torch.randint(0, 256, (1, 3 * N))
+    assert torch.equal(plain(ids)[0], shifted(ids)[0]), "W_s = 0 at init: the paper's layer"
+    randomize_key_shift(shifted)
+    attn = shifted.layers[0].self_attn
+    x = torch.randn(1, N + 5, attn.hidden_size)
+    with torch.no_grad():
+        _, state = attn(x)  # 5 tokens of segment 2 are pending: their keys are in the state
+        expected = attn.k_proj(x[:, N:]) + attn.shift_proj(x[:, N - 1 : -1])  # k_t = W_k x_t + W_s x_{t-1}
+        assert_close(state.k, expected.view(1, 5, 2, 16).transpose(1, 2), what="shifted keys")
+        assert_close(state.shift, attn.shift_proj(x[:, -1:]).view(1, 1, 2, 16).transpose(1, 2), what="carried term")
+    with pytest.raises(ValueError, match="key_shift"):
+        ModelConfig.from_name("tiny", attention="local", key_shift=True)
 
 
 def test_gate_parameters_are_the_betas():

@@ -27,6 +27,8 @@ class InfiniState:
     z: torch.Tensor  # (batch, kv_heads, head_dim) float32: normalisation term, eqs 8-9
     k: torch.Tensor  # (batch, kv_heads, p, head_dim) un-rotated keys of the unfinished segment, p < N
     v: torch.Tensor  # (batch, kv_heads, p, v_head_dim) values of the unfinished segment
+    # key_shift variant only: the previous token's shift term W_s x_{t-1}, (batch, kv_heads, 1, head_dim)
+    shift: torch.Tensor | None = None
 
     kind = "infini"
 
@@ -69,7 +71,9 @@ STATE_CLASSES = {cls.kind: cls for cls in (InfiniState, KVState, XLState, KNNSta
 
 
 def _tensors(layer_state) -> dict[str, torch.Tensor]:
-    return {f.name: getattr(layer_state, f.name) for f in fields(layer_state)}
+    """The state's tensors by field name; optional fields that are None are left out."""
+    tensors = {f.name: getattr(layer_state, f.name) for f in fields(layer_state)}
+    return {name: t for name, t in tensors.items() if t is not None}
 
 
 @dataclass
@@ -123,5 +127,6 @@ class ModelState:
         layers = []
         for i, kind in enumerate(json.loads(metadata["layer_kinds"])):
             state_cls = STATE_CLASSES[kind]
-            layers.append(state_cls(**{f.name: tensors[f"layers.{i}.{f.name}"] for f in fields(state_cls)}))
+            prefix = f"layers.{i}."
+            layers.append(state_cls(**{k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)}))
         return cls(layers, int(metadata["position"]))

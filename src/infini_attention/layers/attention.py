@@ -8,6 +8,8 @@ All share the Hugging Face parameter names `q_proj`, `k_proj`, `v_proj`, `o_proj
 pretrained Llama-family weights load by name, and all support grouped-query attention.
 """
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -95,18 +97,27 @@ class InfiniAttention(_Attention):
     where sigmoid's gradient is largest; -100 or +10 as in some public code cannot learn).
     """
 
-    def __init__(self, *args, rule: str = "linear", beta_init: float = 0.0, **kwargs):
+    def __init__(self, *args, rule: str = "linear", beta_init: float = 0.0, key_shift: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         if rule not in ("linear", "delta"):
             raise ValueError(f"unknown memory rule {rule!r}: expected 'linear' or 'delta'")
         self.rule = rule
         self.beta = nn.Parameter(torch.full((self.num_heads,), float(beta_init)))
+        # Variant, not in the paper (off by default): k_t = W_k x_t + W_s x_{t-1}, so that a key can
+        # say which token came before it, the order information an ordered recall through the
+        # memory needs (see runs/EXPERIMENTS.md). W_s starts at zero: the layer starts as the paper's.
+        self.key_shift = key_shift
+        if key_shift:
+            self.shift_proj = nn.Linear(self.hidden_size, self.num_key_value_heads * self.head_dim, bias=False)
+            nn.init.zeros_(self.shift_proj.weight)
 
     def forward(self, x: torch.Tensor, state: InfiniState | None = None) -> tuple[torch.Tensor, InfiniState]:
         q, k, v = self._project(x)
         if state is None:
             state = empty_state(q, k, v, memory=True)
         self.check_state(state, x.shape[0])
+        if self.key_shift:
+            k, state = self._shift_keys(x, k, state)
         out, state = infini_attention(
             q,
             k,
@@ -119,9 +130,19 @@ class InfiniAttention(_Attention):
         )
         return self._merge(out), state
 
+    def _shift_keys(self, x: torch.Tensor, k: torch.Tensor, state: InfiniState):
+        """Add W_s x_{t-1} to every key; the last token's term is carried in the state for the next call."""
+        batch, length, _ = x.shape
+        shift = self.shift_proj(x).view(batch, length, self.num_key_value_heads, self.head_dim).transpose(1, 2)
+        previous = state.shift if state.shift is not None else torch.zeros_like(shift[:, :, :1])
+        k = k + torch.cat([previous.to(shift.dtype), shift[:, :, :-1]], dim=2)  # (B, Hkv, L, d)
+        return k, dataclasses.replace(state, shift=shift[:, :, -1:])
+
     def check_state(self, state: InfiniState, batch: int) -> None:
         if not isinstance(state, InfiniState):
             raise TypeError(f"InfiniAttention needs an InfiniState, got {type(state).__name__}")
+        if (state.shift is not None) and not self.key_shift:
+            raise ValueError("the state carries a key-shift term but this layer has key_shift=False")
         self._check_window(state, batch, self.segment_len - 1)
         expected_M = (batch, self.num_key_value_heads, self.head_dim, self.head_dim)
         if tuple(state.M.shape) != expected_M or tuple(state.z.shape) != expected_M[:3]:
@@ -134,7 +155,7 @@ class InfiniAttention(_Attention):
 
     def reset_memory(self, state: InfiniState) -> InfiniState:
         """The same state with an empty memory (for the memory-reset ablation)."""
-        return InfiniState(torch.zeros_like(state.M), torch.zeros_like(state.z), state.k, state.v)
+        return dataclasses.replace(state, M=torch.zeros_like(state.M), z=torch.zeros_like(state.z))
 
 
 class LocalAttention(_Attention):

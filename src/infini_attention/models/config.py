@@ -20,6 +20,7 @@ class ModelConfig:
     attention: str = "infini"  # attention kind, a key of models.registry.ATTENTION_KINDS
     rule: str = "linear"  # memory update of the `infini` kind: "linear" (eq 8) or "delta" (eq 9)
     beta_init: float = 0.0  # initial gate logit of eq 10 (sigmoid(0) = 0.5, where the gate learns fastest)
+    key_shift: bool = False  # `infini` variant, not in the paper: keys also see the previous token
     rope_theta: float = 10000.0  # RoPE base, local attention only
     norm_eps: float = 1e-6  # RMSNorm epsilon
     tie_embeddings: bool = False  # share the input embedding with the output projection
@@ -35,6 +36,8 @@ class ModelConfig:
 
         if self.attention not in ATTENTION_KINDS:
             raise ValueError(f"unknown attention kind {self.attention!r}: choose one of {sorted(ATTENTION_KINDS)}")
+        if self.key_shift and self.attention != "infini":
+            raise ValueError(f"key_shift is a variant of the 'infini' kind, not of {self.attention!r}")
         if self.rule not in ("linear", "delta"):
             raise ValueError(f"unknown memory rule {self.rule!r}: expected 'linear' or 'delta'")
         for name in (

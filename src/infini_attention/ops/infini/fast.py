@@ -8,6 +8,8 @@ last token arrives. Equation numbers are the paper's; `README.md` beside this fi
 choices the paper leaves open (empty memory, epsilon, dtypes).
 """
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
@@ -86,12 +88,12 @@ def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps):
     if p + m < segment_len:  # the segment is unfinished: keep its keys and values for later
         if beta is None:
             return out, KVState(keys, values)
-        return out, InfiniState(state.M, state.z, keys, values)
+        return out, dataclasses.replace(state, k=keys, v=values)
     empty_k, empty_v = keys[:, :, :0], values[:, :, :0]
     if beta is None:
         return out, KVState(empty_k, empty_v)
     M, z = _write(state.M, state.z, keys, values, rule, eps)  # eqs 8-9
-    return out, InfiniState(M, z, empty_k, empty_v)
+    return out, dataclasses.replace(state, M=M, z=z, k=empty_k, v=empty_v)
 
 
 def _local_attention(q, keys, values, rope):
