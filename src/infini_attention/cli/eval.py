@@ -106,7 +106,7 @@ def run_passkey(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         command = "infini eval passkey " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["eval", "passkey"] else [])
         passkey.save_json(rows, out.with_suffix(".json"), extra={"checkpoint": str(args.checkpoint)})
-        passkey.plot_heatmap(rows, out.with_suffix(".png"))
-        out.with_suffix(".md").write_text(table + "\n")
-        print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.png')}, {out.with_suffix('.md')} ({command})")
+        passkey.plot_heatmap(rows, out.with_suffix(".png"), title=f"Passkey retrieval, {Path(args.checkpoint).name}")
+        out.with_suffix(".md").write_text(passkey.format_report(rows, command, model, out.with_suffix(".png").name))
+        print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.png')}, {out.with_suffix('.md')}")
     return 0

@@ -37,7 +37,7 @@ class PasskeyRow:
     seconds: float
     tokens_per_s: float
     peak_rss: int  # bytes, the process's resident memory at its highest during this cell
-    memory_share: float | None = None  # share of the memory read mass that lands on the needle (max over heads)
+    memory_share: float | None = None  # share of the memory read mass on the needle (max over heads, mean over keys)
     answers: list = field(default_factory=list)  # (key, decoded answer) per instance
 
 
@@ -48,10 +48,10 @@ def _stack_chunks(instances: list[PasskeyInstance], chunk_len: int):
 
 
 class _NeedleProbe:
-    """Hooks that accumulate sigma(K) over the needle's tokens and keep the last query, per Infini layer."""
+    """Hooks that sum sigma(K) over each row's needle tokens and keep the last query, per Infini layer."""
 
-    def __init__(self, model, needle: tuple[int, int]):
-        self.needle = needle
+    def __init__(self, model, needles: list[tuple[int, int]]):
+        self.needles = needles  # [start, end) of the asked needle, one per batch row
         self.layers = [m for m in model.modules() if isinstance(m, InfiniAttention)]
         self.z_needle = [None] * len(self.layers)
         self.last_q = [None] * len(self.layers)
@@ -62,15 +62,23 @@ class _NeedleProbe:
             self.handles.append(layer.q_proj.register_forward_hook(self._query_hook(i, layer)))
 
     def _keys_hook(self, i, layer):
-        def hook(_module, _inputs, k):
-            start, end = self.needle
-            lo, hi = max(start - self.offsets[i], 0), min(end - self.offsets[i], k.shape[1])
-            self.offsets[i] += k.shape[1]
-            if lo < hi:
-                batch = k.shape[0]
-                part = sigma(k[:, lo:hi].float()).view(batch, hi - lo, layer.num_key_value_heads, layer.head_dim)
-                contribution = part.sum(1)  # (B, Hkv, d)
-                self.z_needle[i] = contribution if self.z_needle[i] is None else self.z_needle[i] + contribution
+        def hook(module, inputs, k):
+            offset, length = self.offsets[i], k.shape[1]
+            self.offsets[i] += length
+            if layer.key_shift:  # the keys the memory sees: k_t + W_s x_{t-1}
+                x = inputs[0]
+                shifted = layer.shift_proj(x)
+                previous = getattr(self, "_last_shift", {}).get(i, torch.zeros_like(shifted[:, :1]))
+                self.__dict__.setdefault("_last_shift", {})[i] = shifted[:, -1:]
+                k = k + torch.cat([previous, shifted[:, :-1]], dim=1)
+            for b, (start, end) in enumerate(self.needles):
+                lo, hi = max(start - offset, 0), min(end - offset, length)
+                if lo >= hi:
+                    continue
+                part = sigma(k[b, lo:hi].float()).view(hi - lo, layer.num_key_value_heads, layer.head_dim)
+                if self.z_needle[i] is None:
+                    self.z_needle[i] = torch.zeros(len(self.needles), layer.num_key_value_heads, layer.head_dim)
+                self.z_needle[i][b] += part.sum(0)
 
         return hook
 
@@ -80,19 +88,19 @@ class _NeedleProbe:
 
         return hook
 
-    def share(self, state) -> float | None:
-        """max over layers and heads of sigma(q) z_needle / sigma(q) z at the prompt's last token."""
-        best = None
+    def shares(self, state) -> list[float | None]:
+        """Per row: max over layers and heads of sigma(q) z_needle / sigma(q) z at the prompt's last token."""
+        best = [None] * len(self.needles)
         for i, layer in enumerate(self.layers):
             if self.z_needle[i] is None:
                 continue
-            z = state.layers[i].z  # (B, Hkv, d)
             group = layer.num_heads // layer.num_key_value_heads
             sq = sigma(self.last_q[i])  # (B, H, d)
-            zs = z.repeat_interleave(group, dim=1)
+            zs = state.layers[i].z.repeat_interleave(group, dim=1)  # (B, H, d)
             zn = self.z_needle[i].repeat_interleave(group, dim=1)
-            share = ((sq * zn).sum(-1) / ((sq * zs).sum(-1) + EPS)).mean(0)  # (H,)
-            best = share.max().item() if best is None else max(best, share.max().item())
+            share = (sq * zn).sum(-1) / ((sq * zs).sum(-1) + EPS)  # (B, H)
+            for b, value in enumerate(share.max(dim=1).values.tolist()):
+                best[b] = value if best[b] is None else max(best[b], value)
         return best
 
     def close(self):
@@ -101,11 +109,11 @@ class _NeedleProbe:
 
 
 @torch.no_grad()
-def evaluate_cell(
+def evaluate_length(
     model,
     tokenizer: Tokenizer,
     length: int,
-    depth: float,
+    depths: list[float],
     keys: int,
     *,
     digits: int = 5,
@@ -115,57 +123,77 @@ def evaluate_cell(
     chunk_segments: int = 16,
     bf16: bool = False,
     progress=None,
-) -> PasskeyRow:
-    """Greedy exact-match accuracy of `keys` instances of one (length, depth), run as one batch."""
+) -> list[PasskeyRow]:
+    """Greedy exact-match accuracy of `keys` instances at each depth, all of one length, run as one batch."""
     n = model.config.segment_len
-    instances = [
-        make_instance(tokenizer, length, depth, seed=seed * 100_003 + i, digits=digits, filler=filler)
-        for i in range(keys)
+    cells = [
+        [
+            make_instance(tokenizer, length, depth, seed=seed * 100_003 + i, digits=digits, filler=filler)
+            for i in range(keys)
+        ]
+        for depth in depths
     ]
-    first = instances[0]
-    probe = None if reset_memory else _NeedleProbe(model, first.needle_spans[first.ask])
+    instances = [inst for cell in cells for inst in cell]
+    probe = None if reset_memory else _NeedleProbe(model, [inst.needle_spans[inst.ask] for inst in instances])
     chunk_len = n if reset_memory else n * chunk_segments  # the ablation empties the memory every segment
     state, logits, start, peak = None, None, time.perf_counter(), rss_bytes()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for chunk in _stack_chunks(instances, chunk_len):
-            logits, state = model(chunk, state, logits_to_keep=1)
-            if reset_memory and state.position % n == 0:
-                state = model.reset_memory(state)
-            peak = max(peak, rss_bytes())
-            if progress is not None:
-                progress(chunk.shape[1] * chunk.shape[0])
-        share = probe.share(state) if probe is not None else None
-        if probe is not None:
-            probe.close()
-        answer_len = len(first.answer_ids)
-        predicted = []
-        for step in range(answer_len):
-            token = sample(logits[:, -1], temperature=0.0)
-            predicted.append(token)
-            if step + 1 < answer_len:
-                logits, state = model(token[:, None], state)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for chunk in _stack_chunks(instances, chunk_len):
+                logits, state = model(chunk, state, logits_to_keep=1)
                 if reset_memory and state.position % n == 0:
                     state = model.reset_memory(state)
+                peak = max(peak, rss_bytes())
+                if progress is not None:
+                    progress(chunk.shape[1] * chunk.shape[0])
+            shares = probe.shares(state) if probe is not None else [None] * len(instances)
+            answer_len = len(instances[0].answer_ids)
+            predicted = []
+            for step in range(answer_len):
+                token = sample(logits[:, -1], temperature=0.0)
+                predicted.append(token)
+                if step + 1 < answer_len:
+                    logits, state = model(token[:, None], state)
+                    if reset_memory and state.position % n == 0:
+                        state = model.reset_memory(state)
+    finally:
+        if probe is not None:
+            probe.close()
     seconds = time.perf_counter() - start
-    predicted = torch.stack(predicted, dim=1)  # (keys, answer_len)
+    predicted = torch.stack(predicted, dim=1)  # (depths * keys, answer_len)
     truth = torch.tensor([inst.answer_ids for inst in instances])
     correct = predicted == truth
-    return PasskeyRow(
-        length=length,
-        depth=depth,
-        keys=keys,
-        accuracy=correct.all(dim=1).float().mean().item(),
-        digit_accuracy=correct.float().mean().item(),
-        needle_segment=first.needle_spans[first.ask][0] // n,
-        question_segment=first.question_segment(n),
-        in_memory=first.in_memory_only(n),
-        reset_memory=reset_memory,
-        seconds=seconds,
-        tokens_per_s=length * keys / seconds,
-        peak_rss=peak,
-        memory_share=share,
-        answers=[(inst.key, tokenizer.decode(p.tolist()).strip()) for inst, p in zip(instances, predicted)],
-    )
+    rows = []
+    for c, (depth, cell) in enumerate(zip(depths, cells)):
+        rows_of_cell = slice(c * keys, (c + 1) * keys)
+        first = cell[0]
+        cell_shares = [x for x in shares[rows_of_cell] if x is not None]
+        rows.append(
+            PasskeyRow(
+                length=length,
+                depth=depth,
+                keys=keys,
+                accuracy=correct[rows_of_cell].all(dim=1).float().mean().item(),
+                digit_accuracy=correct[rows_of_cell].float().mean().item(),
+                needle_segment=first.needle_spans[first.ask][0] // n,
+                question_segment=first.question_segment(n),
+                in_memory=first.in_memory_only(n),
+                reset_memory=reset_memory,
+                seconds=seconds,
+                tokens_per_s=length * len(instances) / seconds,
+                peak_rss=peak,
+                memory_share=sum(cell_shares) / len(cell_shares) if cell_shares else None,
+                answers=[
+                    (inst.key, tokenizer.decode(p.tolist()).strip()) for inst, p in zip(cell, predicted[rows_of_cell])
+                ],
+            )
+        )
+    return rows
+
+
+def evaluate_cell(model, tokenizer: Tokenizer, length: int, depth: float, keys: int, **kwargs) -> PasskeyRow:
+    """One (length, depth) cell: `keys` instances run as one batch."""
+    return evaluate_length(model, tokenizer, length, [depth], keys, **kwargs)[0]
 
 
 def evaluate_passkey(
@@ -189,22 +217,22 @@ def evaluate_passkey(
 
         bar = tqdm(total=total, unit="tok", unit_scale=True, desc="passkey", dynamic_ncols=True)
     for length in lengths:
-        for depth in depths:
-            for reset in (False, True) if ablation else (False,):
-                if bar is not None:
-                    bar.set_description(f"passkey {format_count(length)} depth {depth:.2f}{' reset' if reset else ''}")
-                row = evaluate_cell(
-                    model,
-                    tokenizer,
-                    length,
-                    depth,
-                    keys,
-                    reset_memory=reset,
-                    progress=bar.update if bar is not None else None,
-                    **kwargs,
-                )
-                rows.append(row)
-                if on_row is not None:
+        for reset in (False, True) if ablation else (False,):
+            if bar is not None:
+                bar.set_description(f"passkey {format_count(length)}{' memory reset' if reset else ''}")
+            new_rows = evaluate_length(
+                model,
+                tokenizer,
+                length,
+                depths,
+                keys,
+                reset_memory=reset,
+                progress=bar.update if bar is not None else None,
+                **kwargs,
+            )
+            rows.extend(new_rows)
+            if on_row is not None:
+                for row in new_rows:
                     on_row(row)
     if bar is not None:
         bar.close()
@@ -229,6 +257,37 @@ def format_table(rows: list[PasskeyRow]) -> str:
             f"{100 * r.digit_accuracy:.0f}% | {'-' if ablated is None else f'{100 * ablated.accuracy:.0f}%'} | "
             f"{share} | {r.tokens_per_s:,.0f} | {format_bytes(r.peak_rss)} |"
         )
+    return "\n".join(lines)
+
+
+def format_report(rows: list[PasskeyRow], command: str, model, image: str | None = None) -> str:
+    """A markdown page: the command, the model, the summary, the full table and the heatmap."""
+    cfg = model.config
+    params = sum(p.numel() for p in model.parameters())
+    s = summary(rows)
+    lines = [
+        "# Passkey retrieval",
+        "",
+        f"Made by `{command.strip()}` on {time.strftime('%Y-%m-%d')}.",
+        "",
+        f"Model: {cfg.attention} attention ({cfg.rule} rule{', key_shift' if cfg.key_shift else ''}), "
+        f"{cfg.num_layers} layers, {cfg.num_heads} heads of {cfg.head_dim}, segment {cfg.segment_len} tokens, "
+        f"{params / 1e6:.2f}M parameters.",
+        "",
+        "Exact match of the whole key (greedy). *found via*: `memory` when the needle lies wholly before the "
+        "question's segment, so that only the compressive memory can bring it back; `local window` when it "
+        "is in the question's own segment. *memory reset*: the same prompts with every memory emptied at "
+        "each segment boundary (the ablation, which must fall to chance where the key is in memory). "
+        "*key share*: the largest share, over heads and layers, of the memory read's normaliser "
+        "sigma(q) z that comes from the needle's tokens at the question.",
+        "",
+        "Summary: " + ", ".join(f"{k.replace('_', ' ')} {100 * v:.1f}%" for k, v in s.items()),
+        "",
+        format_table(rows),
+        "",
+    ]
+    if image:
+        lines += [f"![passkey heatmap]({image})", ""]
     return "\n".join(lines)
 
 
