@@ -88,6 +88,9 @@ class ModelState:
         layers = [type(s)(**{n: t.detach() for n, t in _tensors(s).items()}) for s in self.layers]
         return ModelState(layers, self.position)
 
+    def numel(self) -> int:
+        return sum(t.numel() for s in self.layers for t in _tensors(s).values())
+
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for s in self.layers for t in _tensors(s).values())
 

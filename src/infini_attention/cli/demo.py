@@ -28,12 +28,17 @@ def add_arguments(p):
     p.add_argument("--depths", nargs="+", type=float, default=[0.0, 0.5, 1.0], help="needle depths")
     p.add_argument("--keys", type=int, default=2, help="keys per (length, depth)")
     p.add_argument("--no-ablation", action="store_true", help="skip the memory-reset runs (halves the time)")
+    p.add_argument(
+        "--ablation-up-to", default="128K", help="run the memory-reset ablation up to this length (default 128K)"
+    )
     p.add_argument("--out", default="infini-demo", help="folder for passkey.png and passkey.json")
 
 
 def kv_cache_bytes(config, length: int, bytes_per_value: int = 2) -> int:
     """Keys and values a standard Transformer of the same shape would cache for `length` tokens (bf16)."""
-    return 2 * config.num_layers * config.num_key_value_heads * config.head_dim * length * bytes_per_value
+    from infini_attention.eval.footprint import memory_footprint
+
+    return memory_footprint(config, "full", length=length) * bytes_per_value
 
 
 def run(args) -> int:
@@ -47,19 +52,10 @@ def run(args) -> int:
     tokenizer = get_tokenizer(checkpoint_tokenizer(folder))
     cfg = model.config
     about = json.loads((folder / "config.json").read_text()).get("about", "")
-    print(
-        f"model: {folder} — {cfg.attention} attention ({cfg.rule} rule), {cfg.num_layers} layers, "
-        f"{cfg.num_heads} heads of {cfg.head_dim}, segment {cfg.segment_len} tokens, "
-        f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters. {about}"
-    )
+    print(f"model: {folder}: {passkey.describe_model(model)}. {about}")
     lengths = [parse_count(n) for n in args.lengths]
 
-    def on_row(row):
-        if not row.reset_memory:
-            return
-        print(f"  {format_count(row.length):>5} depth {row.depth:.2f}: done", flush=True)
-
-    rows = passkey.evaluate_passkey(model, tokenizer, lengths, args.depths, args.keys, ablation=not args.no_ablation)
+    rows = passkey.evaluate_passkey(model, tokenizer, lengths, args.depths, args.keys, ablation=_ablation(args))
     print()
     print(passkey.format_table(rows))
     s = passkey.summary(rows)
@@ -91,3 +87,10 @@ def _state_bytes(model, tokenizer) -> int:
     with torch.no_grad():
         _, state = model(ids)
     return state.nbytes()
+
+
+def _ablation(args) -> bool | int:
+    """--no-ablation: none; --ablation-up-to N: up to N tokens; else every length."""
+    if args.no_ablation:
+        return False
+    return parse_count(args.ablation_up_to) if args.ablation_up_to else True

@@ -48,6 +48,9 @@ def add_passkey_arguments(p):
     p.add_argument("--filler", help="a text file to use as the haystack instead of the paper's filler")
     p.add_argument("--tokenizer", default=None, help="tokenizer name (default: the checkpoint's, else byte)")
     p.add_argument("--no-ablation", action="store_true", help="skip the memory-reset ablation")
+    p.add_argument(
+        "--ablation-up-to", default=None, help="run the memory-reset ablation only up to this length, e.g. 32K"
+    )
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="path prefix for OUT.json, OUT.png and OUT.md")
@@ -85,7 +88,7 @@ def run_passkey(args) -> int:
         lengths,
         depths,
         args.keys,
-        ablation=not args.no_ablation,
+        ablation=_ablation(args),
         digits=args.digits,
         seed=args.seed,
         filler=args.filler,
@@ -110,3 +113,10 @@ def run_passkey(args) -> int:
         out.with_suffix(".md").write_text(passkey.format_report(rows, command, model, out.with_suffix(".png").name))
         print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.png')}, {out.with_suffix('.md')}")
     return 0
+
+
+def _ablation(args) -> bool | int:
+    """--no-ablation: none; --ablation-up-to N: up to N tokens; else every length."""
+    if args.no_ablation:
+        return False
+    return parse_count(args.ablation_up_to) if args.ablation_up_to else True

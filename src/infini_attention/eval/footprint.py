@@ -34,7 +34,7 @@ two can be compared: at a segment boundary they agree exactly (see tests/test_ba
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, is_dataclass
 from typing import NamedTuple
 
 import torch
@@ -110,9 +110,8 @@ class StateSize(NamedTuple):
 
 def state_size(state) -> StateSize:
     """The size of a ModelState per sequence."""
-    tensors = [getattr(s, f.name) for s in state.layers for f in fields(s)]
     batch = state.batch_size
-    return StateSize(sum(t.numel() for t in tensors) // batch, state.nbytes() // batch)
+    return StateSize(state.numel() // batch, state.nbytes() // batch)
 
 
 @torch.no_grad()

@@ -203,21 +203,28 @@ def evaluate_passkey(
     depths: list[float],
     keys: int = 5,
     *,
-    ablation: bool = True,
+    ablation: bool | int = True,
     progress: bool = True,
     on_row=None,
     **kwargs,
 ) -> list[PasskeyRow]:
-    """Every (length, depth) cell, with the memory-reset ablation beside it when `ablation`."""
+    """Every (length, depth) cell, with the memory-reset ablation beside it.
+
+    ablation: True (every length), False (none) or a length: the ablation runs up to that length.
+    """
+
+    def ablate(length: int) -> bool:
+        return ablation is True or (ablation is not False and length <= ablation)
+
     rows = []
-    total = sum(lengths) * len(depths) * keys * (2 if ablation else 1)
+    total = sum(n * (2 if ablate(n) else 1) for n in lengths) * len(depths) * keys
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, unit="tok", unit_scale=True, desc="passkey", dynamic_ncols=True)
     for length in lengths:
-        for reset in (False, True) if ablation else (False,):
+        for reset in (False, True) if ablate(length) else (False,):
             if bar is not None:
                 bar.set_description(f"passkey {format_count(length)}{' memory reset' if reset else ''}")
             new_rows = evaluate_length(
@@ -253,30 +260,46 @@ def format_table(rows: list[PasskeyRow]) -> str:
         share = "-" if r.memory_share is None else f"{100 * r.memory_share:.1f}%"
         lines.append(
             f"| {format_count(r.length)} | {r.depth:.2f} | {r.needle_segment} | {r.question_segment} | "
-            f"{'memory' if r.in_memory else 'local window'} | {100 * r.accuracy:.0f}% ({r.keys}) | "
+            f"{_found_via(r)} | {100 * r.accuracy:.0f}% ({r.keys}) | "
             f"{100 * r.digit_accuracy:.0f}% | {'-' if ablated is None else f'{100 * ablated.accuracy:.0f}%'} | "
             f"{share} | {r.tokens_per_s:,.0f} | {format_bytes(r.peak_rss)} |"
         )
     return "\n".join(lines)
 
 
+def _found_via(r: PasskeyRow) -> str:
+    if r.in_memory:
+        return "memory"
+    if r.needle_segment < r.question_segment:
+        return "memory + local"  # the needle straddles the boundary into the question's segment
+    return "local window"
+
+
+def describe_model(model) -> str:
+    """One line: the attention kind, rule, variants and sizes (a variant is never left unsaid)."""
+    cfg = model.config
+    variant = ", key_shift variant" if getattr(cfg, "key_shift", False) else ""
+    params = sum(p.numel() for p in model.parameters())
+    return (
+        f"{cfg.attention} attention ({cfg.rule} rule{variant}), {cfg.num_layers} layers, {cfg.num_heads} heads "
+        f"of {cfg.head_dim}, segment {cfg.segment_len} tokens, {params / 1e6:.2f}M parameters"
+    )
+
+
 def format_report(rows: list[PasskeyRow], command: str, model, image: str | None = None) -> str:
     """A markdown page: the command, the model, the summary, the full table and the heatmap."""
-    cfg = model.config
-    params = sum(p.numel() for p in model.parameters())
     s = summary(rows)
     lines = [
         "# Passkey retrieval",
         "",
         f"Made by `{command.strip()}` on {time.strftime('%Y-%m-%d')}.",
         "",
-        f"Model: {cfg.attention} attention ({cfg.rule} rule{', key_shift' if cfg.key_shift else ''}), "
-        f"{cfg.num_layers} layers, {cfg.num_heads} heads of {cfg.head_dim}, segment {cfg.segment_len} tokens, "
-        f"{params / 1e6:.2f}M parameters.",
+        f"Model: {describe_model(model)}.",
         "",
         "Exact match of the whole key (greedy). *found via*: `memory` when the needle lies wholly before the "
         "question's segment, so that only the compressive memory can bring it back; `local window` when it "
-        "is in the question's own segment. *memory reset*: the same prompts with every memory emptied at "
+        "is in the question's own segment; `memory + local` when it straddles the boundary. "
+        "*memory reset*: the same prompts with every memory emptied at "
         "each segment boundary (the ablation, which must fall to chance where the key is in memory). "
         "*key share*: the largest share, over heads and layers, of the memory read's normaliser "
         "sigma(q) z that comes from the needle's tokens at the question.",

@@ -9,7 +9,8 @@ document's length. Carrying the state makes this equal to one forward pass over 
 Beside each number stands the memory ablation: the same model, the same tokens, with every
 compressive memory emptied before each segment (`model.reset_memory`), so that only the local
 attention is left. Where memory is used, the ablation's perplexity is higher, and more so at later
-positions; for kinds without compressive memory (local, full, xl, memorizing) it is the same run.
+positions. For `memorizing` it empties the kNN memory (the layer's `reset_memory`); for kinds without a
+memory to empty (local, full, xl) it is the same run.
 
 Positions are bucketed by the index of the predicted token in its document: 0-2K, 2K-8K, 8K-32K,
 32K-128K, ... (powers of 4 after the first bucket).

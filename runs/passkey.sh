@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Reproduce the shipped passkey checkpoint (src/infini_attention/assets/passkey) and
+# docs/results/passkey.md, stage by stage, on a CPU. Each stage resumes if interrupted
+# (re-run the script: finished stages are skipped, an unfinished one continues with --resume).
+# Wall times measured on a shared 2-core CPU with one thread per run; see runs/EXPERIMENTS.md.
+#
+#   bash runs/passkey.sh                   # all stages, the shipped model (key_shift variant)
+#   STAGES="c eval" bash runs/passkey.sh   # only some
+#   VARIANT=paper bash runs/passkey.sh     # the same recipe with the paper's layer (no key_shift)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+OUT=${OUT:-runs/out}
+STAGES=${STAGES:-"a b c eval ship"}
+VARIANT=${VARIANT:-shift}
+case $VARIANT in
+  shift) SHIFT=true; LOCAL_STEPS=300; SUFFIX="" ;;  # run names as in runs/EXPERIMENTS.md
+  paper) SHIFT=false; LOCAL_STEPS=1500; SUFFIX="-paper" ;;  # the paper's layer needs longer to learn to copy
+  *) echo "VARIANT must be shift or paper"; exit 2 ;;
+esac
+MINI=(--preset small --model num_layers=2 --model hidden_size=128 --model head_dim=32 --model ffn_size=384
+      --model key_shift=$SHIFT)
+A=e4a$SUFFIX; B=e5-copy-${VARIANT}-curriculum; C=e6-passkey-$VARIANT
+
+run_stage() {  # name, then infini train arguments
+  local name=$1; shift
+  if [ -f "$OUT/$name/checkpoint/train_state.json" ] && grep -q "\"step\": $(steps_of "$@")," \
+      "$OUT/$name/checkpoint/train_state.json"; then
+    echo "stage $name: done"; return
+  fi
+  if [ -d "$OUT/$name/checkpoint" ]; then
+    infini train --out "$OUT/$name" --resume "$@"
+  else
+    infini train --out "$OUT/$name" "$@"
+  fi
+}
+steps_of() { while [ $# -gt 0 ]; do [ "$1" = --steps ] && { echo "$2"; return; }; shift; done; }
+
+for stage in $STAGES; do
+  case $stage in
+    a)  # local copy: the code and its repeat in one segment; induction forms (~1-2 min)
+      run_stage $A --task copy "${MINI[@]}" --seq-len 120 --min-len 100 --copy-len 24 --batch-size 16 \
+        --steps $LOCAL_STEPS --lr 3e-3 --warmup-steps 30 --save-every 100 --eval-every 0 ;;
+    b)  # copy through the memory: lengths grow 100 -> 1024 (~10 min)
+      run_stage $B --task copy --init-from "$OUT/$A/checkpoint" --seq-len 1024 \
+        --min-len 100 --length-curriculum-steps 1500 --copy-len 24 --batch-size 8 --steps 2000 --lr 1e-3 \
+        --warmup-steps 50 --save-every 250 --eval-every 0 ;;
+    c)  # passkey: lengths grow 256 -> 4096, needles move out of the question's segment
+      run_stage $C --task passkey --init-from "$OUT/$B/checkpoint" \
+        --seq-len 4096 --min-len 256 --length-curriculum-steps 600 --local-start 0.3 --local-end 0.1 \
+        --curriculum-steps 600 --batch-size 8 --steps 1200 --lr 1e-3 --warmup-steps 30 --save-every 100 \
+        --eval-every 200 --eval-lengths 1024 4096 --eval-keys 10 ;;
+    eval)
+      infini eval passkey --checkpoint "$OUT/$C/checkpoint" --lengths 1K 4K 16K 32K 128K 1M --depths 0 0.5 1 \
+        --keys 4 --ablation-up-to 32K --out "docs/results/passkey$SUFFIX" ;;
+    ship)
+      [ "$VARIANT" = shift ] || { echo "only the key_shift model is shipped"; continue; }
+      mkdir -p src/infini_attention/assets/passkey
+      cp "$OUT/$C/checkpoint/model.safetensors" "$OUT/$C/train_config.json" src/infini_attention/assets/passkey/
+      python - "$OUT/$C/checkpoint/config.json" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["about"] = ("Trained on this repo's CPU recipe runs/passkey.sh (copy pre-training, then passkey on inputs of "
+                   "at most 4K tokens); results in docs/results/passkey.md.")
+json.dump(config, open("src/infini_attention/assets/passkey/config.json", "w"), indent=2)
+PY
+      ;;
+    *) echo "unknown stage $stage"; exit 2 ;;
+  esac
+done

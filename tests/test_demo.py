@@ -1,0 +1,28 @@
+"""The demo and the shipped checkpoint."""
+
+import json
+
+from infini_attention.checkpoint import load_model
+from infini_attention.cli.demo import DEFAULT_CHECKPOINT
+from infini_attention.cli.main import main as cli
+from infini_attention.data.tokenizers import ByteTokenizer
+from infini_attention.eval.passkey import evaluate_length
+
+
+def test_shipped_checkpoint_finds_keys_through_the_memory_and_not_without_it():
+    model = load_model(DEFAULT_CHECKPOINT)
+    real = evaluate_length(model, ByteTokenizer(), 2048, [0.0, 0.5], keys=4, seed=1)
+    reset = evaluate_length(model, ByteTokenizer(), 2048, [0.0, 0.5], keys=4, seed=1, reset_memory=True)
+    assert all(r.in_memory for r in real), "the needles lie before the question's segment"
+    assert sum(r.accuracy for r in real) / 2 >= 0.75, [r.answers for r in real]
+    assert sum(r.accuracy for r in reset) == 0.0, [r.answers for r in reset]
+
+
+def test_demo_runs_and_writes_its_outputs(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert cli(["demo", "--lengths", "1K", "2K", "--depths", "0", "--keys", "1", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "key_shift variant" in text, "the demo says which variant the checkpoint uses"
+    assert "| 2K | 0.00 |" in text and "KV cache" in text
+    data = json.loads((out / "passkey.json").read_text())
+    assert len(data["rows"]) == 4 and (out / "passkey.png").stat().st_size > 2000
