@@ -83,13 +83,17 @@ def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps):
         group = q.shape[1] // state.z.shape[1]
         has_memory = (state.z.sum(-1) > 0).repeat_interleave(group, dim=1)  # (B, H)
         gate = gate * has_memory[:, :, None, None]
-        out = (a_dot.float() + gate * (a_mem - a_dot.float())).to(a_dot.dtype)
+        # lerp = a_dot + gate * (a_mem - a_dot) in one pass instead of three, mixed in float32
+        out = torch.lerp(a_dot.float(), a_mem, gate).to(a_dot.dtype)
 
     if p + m < segment_len:  # the segment is unfinished: keep its keys and values for later
         if beta is None:
             return out, KVState(keys, values)
         return out, dataclasses.replace(state, k=keys, v=values)
-    empty_k, empty_v = keys[:, :, :0], values[:, :, :0]
+    # new empty tensors, not keys[:, :, :0]: a view would keep the whole call's projections alive
+    # in the state until the next call
+    empty_k = keys.new_empty(*keys.shape[:2], 0, keys.shape[3])
+    empty_v = values.new_empty(*values.shape[:2], 0, values.shape[3])
     if beta is None:
         return out, KVState(empty_k, empty_v)
     M, z = _write(state.M, state.z, keys, values, rule, eps)  # eqs 8-9
@@ -114,8 +118,19 @@ def _local_attention(q, keys, values, rope):
 
 
 def _memory_with_norm(M: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """[M | z] of shape (B, Hkv, dk, dv+1): one matmul then gives numerator and denominator."""
-    return torch.cat([M, z[..., None]], dim=-1)
+    """[M | z] of shape (B, Hkv, dk, dv+1): one matmul then gives numerator and denominator.
+
+    Stored column-major (a transposed view of (dv+1, dk)): BLAS takes it as a transposed operand
+    without a copy, and that runs ~20% faster than a row-major matrix 129 columns wide.
+    """
+    return torch.cat([M.transpose(-1, -2), z[..., None, :]], dim=-2).transpose(-1, -2)
+
+
+def _normalised(read: torch.Tensor, eps: float) -> torch.Tensor:
+    """Numerator / (denominator + eps) of a read against [M | z] (..., dv+1)."""
+    # split, not two slices: its backward is one cat instead of two zero-filled full-size grads
+    num, den = read.split([read.shape[-1] - 1, 1], dim=-1)
+    return num / (den + eps)
 
 
 def _retrieve(q, M, z, eps):
@@ -124,8 +139,7 @@ def _retrieve(q, M, z, eps):
     kv_heads, dv = M.shape[1], M.shape[-1]
     with torch.autocast(q.device.type, enabled=False):
         sq = sigma(q.float()).reshape(batch, kv_heads, (heads // kv_heads) * m, dk)  # heads grouped by kv head
-        read = sq @ _memory_with_norm(M, z)  # (B, Hkv, G*m, dv+1)
-        a_mem = read[..., :dv] / (read[..., dv:] + eps)
+        a_mem = _normalised(sq @ _memory_with_norm(M, z), eps)  # (B, Hkv, G*m, dv)
     return a_mem.reshape(batch, heads, m, dv)
 
 
@@ -135,8 +149,23 @@ def _write(M, z, keys, values, rule, eps):
         sk = sigma(keys.float())
         values = values.float()
         if rule == "delta":  # eq 9: subtract what the memory already returns for these keys
-            read = sk @ _memory_with_norm(M, z)
-            values = values - read[..., :-1] / (read[..., -1:] + eps)
+            values = values - _normalised(sk @ _memory_with_norm(M, z), eps)
         M = M + sk.transpose(-1, -2) @ values  # eq 8 / eq 9
         z = z + sk.sum(dim=2)
     return M, z
+
+
+_EAGER = {"_retrieve": _retrieve, "_write": _write}
+
+
+def compile_memory_path(enable: bool = True, **compile_kwargs) -> None:
+    """Opt-in: run the memory read (eq 7) and write (eqs 8-9) through `torch.compile`.
+
+    Inductor fuses sigma, the normalising division and the float32 casts around the matmuls. The
+    default path stays eager because compiling costs seconds to minutes per new shape and needs a
+    C++ compiler on CPU (or Triton on GPU). Process-wide; `enable=False` restores the eager path.
+    Shapes vary between pieces (a segment's last piece, decoding), hence `dynamic=True` by default.
+    """
+    compile_kwargs.setdefault("dynamic", True)
+    for name, fn in _EAGER.items():
+        globals()[name] = torch.compile(fn, **compile_kwargs) if enable else fn

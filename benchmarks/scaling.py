@@ -1,0 +1,118 @@
+"""Bounded streaming: time per token and peak RSS after 1M tokens / after 8K tokens.
+
+Two shapes, each streamed under torch.no_grad() in blocks of 8K tokens (logits for the last token
+of each block only, as `infini stream` does):
+- `tiny`: the whole `tiny` preset model (2 layers, 4 heads of 16, segment 64), to 1M tokens;
+- `paper-lm layer`: ONE InfiniAttention layer of the paper's LM (hidden 1024, 8 heads of 128,
+  segment 2048) fed random hidden states, to 128K tokens by default (`--paper-tokens 1M` takes
+  ~30 minutes here); a 12-layer model costs 12x the time and is not run.
+Time: in one process, every block of the long stream is followed by a block of a fresh stream
+(tokens 0-8K), so the two are timed side by side; the ratio is of the medians over the last 10
+blocks. Peak RSS (VmHWM): a fresh process per length, one streaming 8K tokens, the other the whole length.
+Target: both ratios <= 1.05.
+
+    python benchmarks/scaling.py            # ~10 minutes on 2 CPU cores
+    python benchmarks/scaling.py --quick    # smoke run: 16K vs 8K tokens, tiny only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import bench_common as bc  # first: it sets the OpenMP environment before torch loads
+import torch
+
+from infini_attention.layers.attention import InfiniAttention
+from infini_attention.models import InfiniTransformer, ModelConfig
+from infini_attention.utils import parse_count
+
+BLOCK = 8192
+
+
+def _build(shape: str):
+    """A callable (block, state) -> state that streams one block of a fresh random stream."""
+    if shape == "tiny":
+        model = InfiniTransformer(ModelConfig.from_name("tiny")).eval()
+
+        def step(i: int, state):
+            ids = torch.randint(0, model.config.vocab_size, (1, BLOCK), generator=torch.Generator().manual_seed(i))
+            return model(ids, state, logits_to_keep=1)[1]
+
+        return step
+    layer = InfiniAttention(1024, 8, head_dim=128, segment_len=2048).eval()
+
+    def step(i: int, state):
+        x = torch.randn(1, BLOCK, 1024, generator=torch.Generator().manual_seed(i))
+        return layer(x, state)[1]
+
+    return step
+
+
+def worker(shape: str, tokens: int, timing: int) -> None:
+    """Stream `tokens` tokens; with `timing`, also a fresh 8K stream after every block, timed in turn."""
+    bc.setup()
+    step = _build(shape)
+    long_t, fresh_t = [], []
+    with torch.no_grad():
+        step(0, None)  # warm-up: first-call allocations and kernel selection
+        state = None
+        for i in range(tokens // BLOCK):
+            start = time.perf_counter()
+            state = step(i, state)
+            long_t.append((time.perf_counter() - start) / BLOCK)
+            if timing:
+                start = time.perf_counter()
+                step(i, None)
+                fresh_t.append((time.perf_counter() - start) / BLOCK)
+    result = {"peak_rss": bc.peak_rss()}
+    if timing:
+        med = lambda t: sorted(t[-10:])[len(t[-10:]) // 2]
+        result.update(long_us=1e6 * med(long_t), fresh_us=1e6 * med(fresh_t))
+    print(json.dumps(result))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="16K instead of 1M tokens, tiny only: a smoke run")
+    p.add_argument("--tokens", default=None, help="long stream length (default 1M = 2**20)")
+    p.add_argument("--shapes", default="tiny,paper-lm")
+    p.add_argument("--paper-tokens", default=str(1 << 17), help="long stream length of the paper-lm layer")
+    p.add_argument("--worker", nargs=3, metavar=("SHAPE", "TOKENS", "TIMING"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(args.worker[0], int(args.worker[1]), int(args.worker[2]))
+        return
+    long = parse_count(args.tokens) if args.tokens else (1 << 14 if args.quick else 1 << 20)
+    shapes = ["tiny"] if args.quick else args.shapes.split(",")
+    paper_long = parse_count(args.paper_tokens)
+    bc.setup()
+    print(f"machine: {bc.machine()}")
+    print(f"streaming in blocks of {BLOCK} tokens, torch.no_grad(), fp32; fresh process per length")
+    rows = []
+    for shape in shapes:
+        length = long if shape == "tiny" or args.quick else paper_long
+        rss_short = bc.run_worker(__file__, [shape, str(BLOCK), "0"])["peak_rss"]
+        t = bc.run_worker(__file__, [shape, str(length), "1"])  # its fresh 8K blocks need no more memory
+        big = t["peak_rss"]
+        name = "tiny (model)" if shape == "tiny" else "paper-lm (1 layer)"
+        rows.append(
+            [
+                name,
+                f"{length // 1024}K" if length < 1 << 20 else f"{length / (1 << 20):g}M",
+                f"{t['fresh_us']:.1f}",
+                f"{t['long_us']:.1f}",
+                f"**{t['long_us'] / t['fresh_us']:.3f}**",
+                bc.mib(rss_short),
+                bc.mib(big),
+                f"**{big / rss_short:.3f}**",
+            ]
+        )
+        print(f"  {name}: done", flush=True)
+    print()
+    headers = ["shape", "long stream", "us/token @0-8K", "us/token @end", "time ratio"]
+    print(bc.table(headers + ["peak RSS 8K", "peak RSS long", "RSS ratio"], rows))
+
+if __name__ == "__main__":
+    main()
