@@ -20,8 +20,15 @@ def _rng(seed: int, step: int, rank: int, micro: int) -> random.Random:
     return random.Random(f"{seed}-{step}-{rank}-{micro}")
 
 
-def _length(rng: random.Random, low: int, high: int) -> int:
-    """A sequence length drawn log-uniformly from [low, high]: short and long sequences alike."""
+def _length(rng: random.Random, cfg, step: int) -> int:
+    """A sequence length drawn log-uniformly from [min_len, max], short and long sequences alike.
+
+    max grows linearly from min_len to seq_len over `length_curriculum_steps` (0 = seq_len from the
+    start), so that what is to be recalled moves out of the local window step by step.
+    """
+    low, high = cfg.min_len, cfg.seq_len
+    if cfg.length_curriculum_steps:
+        high = int(low + (high - low) * min(1.0, step / cfg.length_curriculum_steps))
     return min(high, int(math.exp(rng.uniform(math.log(low), math.log(high + 1)))))
 
 
@@ -44,7 +51,7 @@ class PasskeyTask:
     def batch(self, step: int, rank: int = 0, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.cfg
         rng = _rng(c.seed, step, rank, micro)
-        length = _length(rng, c.min_len, c.seq_len)
+        length = _length(rng, c, step)
         ids, labels = passkey.training_batch(
             self.tokenizer,
             c.batch_size,
@@ -96,7 +103,7 @@ class CopyTask:
     def batch(self, step: int, rank: int = 0, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         c, tok = self.cfg, self.tokenizer
         rng = _rng(c.seed, step, rank, micro)
-        length = _length(rng, c.min_len, c.seq_len)
+        length = _length(rng, c, step)
         filler = tok.encode(passkey.FILLER)
         inputs, labels = [], []
         for _ in range(c.batch_size):

@@ -36,6 +36,11 @@ class TrainConfig:
     preset: str = "tiny"  # model preset (see ModelConfig.from_name)
     model: dict = field(default_factory=dict)  # ModelConfig fields that override the preset
     init_from: str | None = None  # a model folder to start from (weights and config)
+    # a Hugging Face model to continue pre-training (hf/training.py): a folder from `infini convert`, a plain
+    # Llama/Qwen2/Mistral folder or gguf:default, converted with --model segment_len=N rule=... beta_init=...;
+    # its own tokenizer reads the task's text unless --tokenizer names another than the default
+    from_hf: str | None = None
+    train_only: str = "all"  # parameters trained: "all", "attention" (q/k/v/o and gates) or "gates"; rest frozen
     task: str = "lm"  # "lm", "passkey" or "copy" (tasks.py)
     data: str | None = None  # lm: text file, folder, .jsonl, or hf:<dataset name>
     # lm: how a text file splits into documents: "auto", "file", "blank", "verse", "regex:<pattern>"
@@ -44,6 +49,7 @@ class TrainConfig:
     tokenizer: str = "byte"  # tokenizer name (data/tokenizers.py)
     seq_len: int = 1024  # tokens per training sequence (max length for passkey/copy)
     min_len: int = 1024  # passkey/copy: shortest sequence (lengths drawn log-uniformly)
+    length_curriculum_steps: int = 0  # passkey/copy: grow the longest length from min_len to seq_len over k steps
     batch_size: int = 8  # sequences per micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
     steps: int = 1000  # optimizer steps
@@ -72,6 +78,10 @@ class TrainConfig:
     eval_keys: int = 20  # passkey: instances per evaluated length
 
     def model_config(self) -> ModelConfig:
+        if self.from_hf:  # a view of the HF model's config with ModelConfig's field names (no weights loaded)
+            from infini_attention.hf.training import model_view
+
+            return model_view(self.from_hf, self.model)
         if self.init_from:
             return load_config(self.init_from).replace(**self.model)
         return ModelConfig.from_name(self.preset, **self.model)
@@ -82,6 +92,34 @@ class TrainConfig:
         if set(d) - known:
             raise ValueError(f"unknown training fields: {sorted(set(d) - known)}")
         return cls(**d)
+
+
+TRAIN_ONLY = ("all", "attention", "gates")
+
+
+def build_model(cfg: TrainConfig, resume: bool = False) -> torch.nn.Module:
+    """InfiniTransformer (preset, --init-from) or a converted HF model (--from-hf), frozen per --train-only."""
+    if cfg.from_hf:
+        if cfg.init_from:
+            raise ValueError("give --from-hf or --init-from, not both")
+        from infini_attention.hf.training import HFTrainingModel
+
+        model = HFTrainingModel.load(cfg.from_hf, **cfg.model)
+    else:
+        model = InfiniTransformer(cfg.model_config())
+        if cfg.init_from and not resume:
+            from infini_attention.checkpoint import load_model
+
+            model.load_state_dict(load_model(cfg.init_from).state_dict())
+    if cfg.train_only not in TRAIN_ONLY:
+        raise ValueError(f"unknown --train-only {cfg.train_only!r}: choose one of {', '.join(TRAIN_ONLY)}")
+    if cfg.train_only != "all":
+        gates = {id(p) for p in model.gate_parameters()}
+        for name, p in model.named_parameters():
+            p.requires_grad_(id(p) in gates or (cfg.train_only == "attention" and ".self_attn." in name))
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ValueError(f"--train-only {cfg.train_only}: this model has no such parameters to train")
+    return model
 
 
 def parameter_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
@@ -128,7 +166,10 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, cfg: T
     """Write everything needed to resume into `folder`, atomically (a crash leaves the old one intact)."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model, tmp)
+    if hasattr(model, "save_pretrained"):  # a Hugging Face model: a transformers folder (hf/training.py)
+        model.save_pretrained(tmp)
+    else:
+        save_model(model, tmp)
     tensors, opt_state = {}, optimizer.state_dict()
     for idx, pstate in opt_state["state"].items():
         for name, value in pstate.items():
@@ -153,10 +194,13 @@ def save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, cfg: T
 
 def load_checkpoint(folder: Path, model, optimizer, scheduler) -> int:
     """Restore model, optimizer, scheduler and RNG from `folder`; returns the step to continue from."""
-    weights = load_file(str(folder / "model.safetensors"))
-    if model.config.tie_embeddings:
-        weights["lm_head.weight"] = weights["embed_tokens.weight"]
-    model.load_state_dict(weights)
+    if hasattr(model, "load_pretrained"):  # a Hugging Face model, saved by save_pretrained
+        model.load_pretrained(folder)
+    else:
+        weights = load_file(str(folder / "model.safetensors"))
+        if model.config.tie_embeddings:
+            weights["lm_head.weight"] = weights["embed_tokens.weight"]
+        model.load_state_dict(weights)
     tensors = load_file(str(folder / "train_state.safetensors"))
     meta = json.loads((folder / "train_state.json").read_text())
     state: dict = {}
@@ -186,11 +230,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    model = InfiniTransformer(cfg.model_config()).to(device)
-    if cfg.init_from and not resume:
-        from infini_attention.checkpoint import load_model
-
-        model.load_state_dict(load_model(cfg.init_from).state_dict())
+    model = build_model(cfg, resume).to(device)
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg), betas=(0.9, 0.95), eps=1e-8)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     step = 0
@@ -202,7 +242,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * lr_factor(step, cfg)
     wrapped = dist.wrap(model)
-    task = build_task(cfg, model.config.segment_len)
+    task_cfg = cfg
+    if cfg.from_hf and cfg.tokenizer == TrainConfig.tokenizer:  # the default: read the text with the model's tokenizer
+        if model.tokenizer is None:
+            raise ValueError(f"--from-hf {cfg.from_hf} has no tokenizer files: name one with --tokenizer hf:<folder>")
+        task_cfg = dataclasses.replace(cfg, tokenizer=model.tokenizer)
+    task = build_task(task_cfg, model.config.segment_len)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")

@@ -357,7 +357,9 @@ def plot_heatmap(rows: list[PasskeyRow], path, title: str = "Passkey retrieval")
         for i, d in enumerate(depths):
             for j, n in enumerate(lengths):
                 cell = next((r for r in group if r.depth == d and r.length == n), None)
-                if cell is not None:
+                if cell is None:
+                    ax.text(j, i, "not run", ha="center", va="center", fontsize=7, color="grey")
+                else:
                     ax.text(
                         j,
                         i,
@@ -373,6 +375,6 @@ def plot_heatmap(rows: list[PasskeyRow], path, title: str = "Passkey retrieval")
             ax.set_ylabel("needle depth")
         ax.set_title(name, fontsize=10)
     fig.colorbar(im, ax=axes[0].tolist(), label="exact match %")
-    fig.suptitle(f"{title}  (* = needle in the question's own segment)", fontsize=10, y=1.04)
+    fig.suptitle(f"{title}  (* = needle not wholly before the question's segment)", fontsize=10, y=1.04)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

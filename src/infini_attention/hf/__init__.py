@@ -5,6 +5,7 @@
     model.save_pretrained("out")            # weights + gates (safetensors), config records the settings
     model = load_converted("out")           # or AutoModelForCausalLM.from_pretrained after this import
     model.generate(ids, max_new_tokens=20)  # an InfiniCache bounded by the segment length
+    HFTrainingModel.load("out")             # the trainer's interface (infini train --from-hf out)
 
 Needs the `hf` extra: pip install "infini-attention[hf]".
 """
@@ -30,9 +31,11 @@ from infini_attention.hf.modeling import (
     gates,
     load_converted,
 )
+from infini_attention.hf.training import HFTrainingModel, ModelView
 
 __all__ = [
     "CONVERSIONS",
+    "HFTrainingModel",
     "InfiniCache",
     "InfiniCacheLayer",
     "InfiniHFAttention",
@@ -43,6 +46,7 @@ __all__ = [
     "InfiniQwen2Config",
     "InfiniQwen2ForCausalLM",
     "InfiniSettings",
+    "ModelView",
     "convert",
     "force_local_gate",
     "gates",

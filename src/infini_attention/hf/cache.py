@@ -73,7 +73,9 @@ class InfiniCacheLayer(CacheLayerMixin):
 
     def _map(self, fn) -> None:
         if self.state is not None:
-            self.state = InfiniState(**{f.name: fn(getattr(self.state, f.name)) for f in fields(self.state)})
+            values = {f.name: getattr(self.state, f.name) for f in fields(self.state)}
+            # optional fields (InfiniState.shift of the key_shift variant) may be None
+            self.state = InfiniState(**{name: None if t is None else fn(t) for name, t in values.items()})
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self._map(lambda t: t.index_select(0, beam_idx.to(t.device)))
@@ -87,7 +89,8 @@ class InfiniCacheLayer(CacheLayerMixin):
     def nbytes(self) -> int:
         if self.state is None:
             return 0
-        return sum(getattr(self.state, f.name).nbytes for f in fields(self.state))
+        tensors = (getattr(self.state, f.name) for f in fields(self.state))
+        return sum(t.nbytes for t in tensors if t is not None)
 
 
 class InfiniCache(Cache):

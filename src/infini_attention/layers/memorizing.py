@@ -31,6 +31,7 @@ from torch import nn
 from infini_attention.layers.attention import _Attention
 from infini_attention.layers.xl import check_cache
 from infini_attention.ops.infini import infini_attention
+from infini_attention.ops.segments import map_segment_pieces
 from infini_attention.state import KNNState, KVState
 
 # The largest score matrix (queries x memories, summed over batch and kv heads) built at once.
@@ -96,14 +97,9 @@ class MemorizingAttention(_Attention):
             state = KNNState(empty_k, empty_v, empty_k, empty_v)
         self.check_state(state, x.shape[0])
         rope = self._segment_rope(x.device)
-        outputs, start, length = [], 0, q.shape[2]
-        while start < length:
-            end = min(length, start + self.segment_len - state.k.shape[2])  # stop at the segment's end
-            piece = slice(start, end)
-            out, state = self._attend_piece(q[:, :, piece], k[:, :, piece], v[:, :, piece], state, rope)
-            outputs.append(out)
-            start = end
-        out = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]  # (B, H, L, d)
+        out, state = map_segment_pieces(  # (B, H, L, d)
+            q, k, v, state, self.segment_len, lambda q, k, v, state: self._attend_piece(q, k, v, state, rope)
+        )
         return self._merge(out), state
 
     def _attend_piece(self, q, k, v, state: KNNState, rope) -> tuple[torch.Tensor, KNNState]:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from infini_attention.layers.attention import _Attention
 from infini_attention.ops.rope import apply_rope, rope_cos_sin
+from infini_attention.ops.segments import map_segment_pieces
 from infini_attention.state import XLState
 
 
@@ -36,14 +37,9 @@ class XLAttention(_Attention):
         self.check_state(state, x.shape[0])
         positions = torch.arange(2 * self.segment_len, device=x.device)
         rope = rope_cos_sin(positions, self.head_dim, self.rope_theta)
-        outputs, start, length = [], 0, q.shape[2]
-        while start < length:
-            end = min(length, start + self.segment_len - state.k.shape[2])  # stop at the segment's end
-            piece = slice(start, end)
-            out, state = self._attend_piece(q[:, :, piece], k[:, :, piece], v[:, :, piece], state, rope)
-            outputs.append(out)
-            start = end
-        out = torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]  # (B, H, L, d)
+        out, state = map_segment_pieces(  # (B, H, L, d)
+            q, k, v, state, self.segment_len, lambda q, k, v, state: self._attend_piece(q, k, v, state, rope)
+        )
         return self._merge(out), state
 
     def _attend_piece(self, q, k, v, state: XLState, rope) -> tuple[torch.Tensor, XLState]:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from infini_attention.ops.infini.naive import EPS, sigma
 from infini_attention.ops.rope import apply_rope
+from infini_attention.ops.segments import map_segment_pieces
 from infini_attention.state import InfiniState, KVState
 
 
@@ -53,17 +54,14 @@ def infini_attention(
         raise ValueError(f"unknown memory rule {rule!r}: expected 'linear' or 'delta'")
     if state is None:
         state = empty_state(q, k, v, memory=beta is not None)
-    outputs = []
-    start, length = 0, q.shape[2]
-    while start < length:
-        end = min(length, start + segment_len - state.k.shape[2])  # stop at the segment's end
-        piece = slice(start, end)
-        out, state = _attend_piece(
-            q[:, :, piece], k[:, :, piece], v[:, :, piece], beta, state, segment_len, rule, rope, eps
-        )
-        outputs.append(out)
-        start = end
-    return torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0], state
+    return map_segment_pieces(
+        q,
+        k,
+        v,
+        state,
+        segment_len,
+        lambda q, k, v, state: _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps),
+    )
 
 
 def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps):
