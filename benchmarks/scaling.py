@@ -114,5 +114,6 @@ def main() -> None:
     headers = ["shape", "long stream", "us/token @0-8K", "us/token @end", "time ratio"]
     print(bc.table(headers + ["peak RSS 8K", "peak RSS long", "RSS ratio"], rows))
 
+
 if __name__ == "__main__":
     main()

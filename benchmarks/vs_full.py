@@ -101,9 +101,7 @@ def main() -> None:
     est = []
     for tokens in (32768, 131072, 524288, 1 << 20):
         fp32 = 2 * tokens * kv_width * layers * 4
-        est.append(
-            [f"{tokens // 1024}K", bc.mib(fp32), bc.mib(fp32 / 2), "yes" if fp32 < ram else "**no**"]
-        )
+        est.append([f"{tokens // 1024}K", bc.mib(fp32), bc.mib(fp32 / 2), "yes" if fp32 < ram else "**no**"])
     infini_state = layers * 8 * 128 * (128 + 1) * 4
     fits_fp32 = ram // (2 * kv_width * layers * 4)
     print(bc.table(["tokens", "KV cache fp32", "KV cache bf16", "fp32 KV fits in RAM"], est))

@@ -136,9 +136,7 @@ def main() -> None:
             rss = {impl: float("nan") for impl in fns}
         else:
             sizes = [str(batch), str(train_len), str(stream_len)]
-            rss = {
-                impl: bc.run_worker(__file__, [task.replace(" ", "_"), impl, *sizes])["peak_rss"] for impl in fns
-            }
+            rss = {impl: bc.run_worker(__file__, [task.replace(" ", "_"), impl, *sizes])["peak_rss"] for impl in fns}
         rows.append(
             [
                 task,

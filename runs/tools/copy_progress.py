@@ -33,8 +33,10 @@ def main():
             (memory if (length - cfg.copy_len - 14) // segment > 0 else local).append(r["loss"])
         mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
         end = rows[min(start + args.every, len(rows)) - 1]
-        print(f"{rows[start]['step']:>5}-{end['step']:<5} {mean(local):>10.3f} {mean(memory):>11.3f} "
-              f"{len(memory):>10} {end.get('gate_mean', float('nan')):>5.2f}")
+        print(
+            f"{rows[start]['step']:>5}-{end['step']:<5} {mean(local):>10.3f} {mean(memory):>11.3f} "
+            f"{len(memory):>10} {end.get('gate_mean', float('nan')):>5.2f}"
+        )
 
 
 if __name__ == "__main__":

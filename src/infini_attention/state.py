@@ -131,5 +131,5 @@ class ModelState:
         for i, kind in enumerate(json.loads(metadata["layer_kinds"])):
             state_cls = STATE_CLASSES[kind]
             prefix = f"layers.{i}."
-            layers.append(state_cls(**{k[len(prefix):]: t for k, t in tensors.items() if k.startswith(prefix)}))
+            layers.append(state_cls(**{k[len(prefix) :]: t for k, t in tensors.items() if k.startswith(prefix)}))
         return cls(layers, int(metadata["position"]))

@@ -251,7 +251,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-    metrics_file = open(out / "metrics.jsonl", "a") if dist.is_main else None  # noqa: SIM115
+    metrics_file, tensorboard = None, None
+    if dist.is_main:
+        if resume:  # steps logged after the checkpoint was written are run again: drop their lines
+            _truncate_metrics(out / "metrics.jsonl", step)
+        metrics_file = open(out / "metrics.jsonl", "a")  # noqa: SIM115
+        tensorboard = _tensorboard_writer(out / "tensorboard")
 
     bar = None
     if progress and dist.is_main:
@@ -306,6 +311,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         if dist.is_main:
             metrics_file.write(json.dumps(last) + "\n")
             metrics_file.flush()
+            if tensorboard is not None:
+                for name, value in last.items():
+                    if name != "step":
+                        tensorboard.add_scalar(name, value, step)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss']:.4f}", tok_s=f"{last['tokens_per_s']:.0f}")
@@ -315,5 +324,24 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         bar.close()
     if metrics_file:
         metrics_file.close()
+    if tensorboard is not None:
+        tensorboard.close()
     dist.teardown()
     return last
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the metrics of steps <= `step` (those the checkpoint being resumed has seen)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _tensorboard_writer(folder: Path):
+    """A TensorBoard SummaryWriter when the tensorboard package is installed, else None (JSONL only)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))

@@ -74,7 +74,12 @@ def run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     passkey.save_json(rows, out / "passkey.json", extra={"checkpoint": str(folder)})
-    passkey.plot_heatmap(rows, out / "passkey.png", title=f"Passkey retrieval, {folder.name}")
+    try:
+        name = "shipped checkpoint" if folder == DEFAULT_CHECKPOINT else folder.name
+        passkey.plot_heatmap(rows, out / "passkey.png", title=f"Passkey retrieval, {name}")
+    except ImportError:
+        print(f"\nwrote {out / 'passkey.json'}; no heatmap: matplotlib is missing (pip install -e '.[plot]')")
+        return 0
     print(f"\nwrote {out / 'passkey.png'} and {out / 'passkey.json'}")
     return 0
 

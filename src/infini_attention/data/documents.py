@@ -106,8 +106,10 @@ def _split_verses(text: str, name: str) -> list[tuple[str, str]]:
 def _source_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(
-            p for p in path.rglob("*")
-            if p.is_file() and p.suffix.lower() in (*TEXT_SUFFIXES, ".jsonl")
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and p.suffix.lower() in (*TEXT_SUFFIXES, ".jsonl")
             and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
         if not files:
@@ -246,8 +248,13 @@ def load_corpus(
     """Tokenize every document of `source` once (cached); later calls map the cache without reading the text."""
     tokenizer = get_tokenizer(tokenizer)
     key = json.dumps(
-        {"version": CACHE_VERSION, "source": _source_fingerprint(source), "split": split,
-         "tokenizer": tokenizer_key(tokenizer)}, sort_keys=True
+        {
+            "version": CACHE_VERSION,
+            "source": _source_fingerprint(source),
+            "split": split,
+            "tokenizer": tokenizer_key(tokenizer),
+        },
+        sort_keys=True,
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(source.rstrip("/")).name or "data")[:40]
@@ -288,8 +295,16 @@ def _build(source: str, tokenizer: Tokenizer, split: str, folder: Path, key: str
         shutil.rmtree(tmp, ignore_errors=True)
         raise ValueError(f"data source {source}: no documents (empty, or only whitespace)")
     np.save(tmp / "offsets.npy", np.asarray(offsets, dtype=np.int64))
-    index = {"version": CACHE_VERSION, "key": json.loads(key), "source": source, "tokenizer": tokenizer.name,
-             "dtype": np.dtype(dtype).name, "documents": len(names), "tokens": offsets[-1], "names": names}
+    index = {
+        "version": CACHE_VERSION,
+        "key": json.loads(key),
+        "source": source,
+        "tokenizer": tokenizer.name,
+        "dtype": np.dtype(dtype).name,
+        "documents": len(names),
+        "tokens": offsets[-1],
+        "names": names,
+    }
     (tmp / "index.json").write_text(json.dumps(index, indent=1) + "\n")
     try:
         os.replace(tmp, folder)

@@ -91,8 +91,12 @@ class GPT2Tokenizer:
 
     name = "gpt2"
 
-    def __init__(self, encoder_json: str | os.PathLike | None = None, vocab_bpe: str | os.PathLike | None = None,
-                 cache_size: int = 1 << 16):
+    def __init__(
+        self,
+        encoder_json: str | os.PathLike | None = None,
+        vocab_bpe: str | os.PathLike | None = None,
+        cache_size: int = 1 << 16,
+    ):
         import regex  # the \p{L} classes of the pattern need it (re has no Unicode properties)
 
         if (encoder_json is None) != (vocab_bpe is None):
@@ -112,9 +116,9 @@ class GPT2Tokenizer:
         # words repeat (Zipf), so most of the work of a long text is cache hits
         self._bpe = functools.lru_cache(maxsize=cache_size)(self._bpe_word)
         # two vocabularies of the same name must not share a data cache
-        self.fingerprint = hashlib.sha256(
-            Path(encoder_json).read_bytes() + Path(vocab_bpe).read_bytes()
-        ).hexdigest()[:16]
+        self.fingerprint = hashlib.sha256(Path(encoder_json).read_bytes() + Path(vocab_bpe).read_bytes()).hexdigest()[
+            :16
+        ]
 
     def _bpe_word(self, word: str) -> tuple[int, ...]:
         """The ids of one pre-token (already mapped through bytes_to_unicode)."""
@@ -165,9 +169,9 @@ class HFTokenizer:
             self.vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
         else:
             self.vocab_size = len(tokenizer)
-        self.fingerprint = fingerprint or hashlib.sha256(
-            json.dumps(sorted(_vocab(tokenizer).items())).encode()
-        ).hexdigest()[:16]
+        self.fingerprint = (
+            fingerprint or hashlib.sha256(json.dumps(sorted(_vocab(tokenizer).items())).encode()).hexdigest()[:16]
+        )
 
     @classmethod
     def from_pretrained(cls, path: str) -> HFTokenizer:

@@ -142,16 +142,26 @@ def evaluate_perplexity(
     rows = []
     for i, (lo, hi) in enumerate(zip(edges, edges[1:])):
         if memory.count[i]:
-            row = {"bucket": f"{format_count(lo) if lo else 0}-{format_count(hi)}", "start": lo, "end": hi,
-                   "tokens": int(memory.count[i]), "ppl": _ppl(memory.nll[i], memory.count[i])}
+            row = {
+                "bucket": f"{format_count(lo) if lo else 0}-{format_count(hi)}",
+                "start": lo,
+                "end": hi,
+                "tokens": int(memory.count[i]),
+                "ppl": _ppl(memory.nll[i], memory.count[i]),
+            }
             if ablation:
                 row["ppl_reset"] = _ppl(runs["reset"].nll[i], runs["reset"].count[i])
             rows.append(row)
     count = int(memory.count.sum())
     cfg = model.config
     result = {
-        "model": {"attention": cfg.attention, "rule": cfg.rule, "segment_len": cfg.segment_len,
-                  "num_layers": cfg.num_layers, "num_heads": cfg.num_heads},
+        "model": {
+            "attention": cfg.attention,
+            "rule": cfg.rule,
+            "segment_len": cfg.segment_len,
+            "num_layers": cfg.num_layers,
+            "num_heads": cfg.num_heads,
+        },
         "documents": len(documents),
         "tokens": count,
         "loss": float(memory.nll.sum() / count),
@@ -238,8 +248,11 @@ def format_report(result: dict) -> str:
         lines.append(line(row["bucket"], row["tokens"], row["ppl"], row.get("ppl_reset")))
     lines.append(line("all", result["tokens"], result["ppl"], result.get("ppl_reset")))
     m = result["model"]
-    lines.insert(0, f"model: {m['attention']} ({m['rule']}), segment {m['segment_len']}; "
-                    f"{result['documents']} documents, {result['tokens']} predicted tokens")
+    lines.insert(
+        0,
+        f"model: {m['attention']} ({m['rule']}), segment {m['segment_len']}; "
+        f"{result['documents']} documents, {result['tokens']} predicted tokens",
+    )
     if ablation:
         lines.append("ppl reset: every compressive memory emptied before each segment (local attention only)")
     return "\n".join(lines)
