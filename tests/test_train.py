@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -148,7 +149,8 @@ def test_two_process_data_parallel_equals_one_process_with_accumulation(tmp_path
         "--no-progress",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run(
+    port = _free_port()
+    for cmd in (
         [
             sys.executable,
             "-m",
@@ -156,7 +158,7 @@ def test_two_process_data_parallel_equals_one_process_with_accumulation(tmp_path
             "--nproc_per_node",
             "2",
             "--master_port",
-            "29517",
+            str(port),
             "-m",
             "infini_attention.cli.main",
             "train",
@@ -164,12 +166,6 @@ def test_two_process_data_parallel_equals_one_process_with_accumulation(tmp_path
             "--out",
             str(tmp_path / "ddp"),
         ],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
-    subprocess.run(
         [
             sys.executable,
             "-m",
@@ -181,16 +177,20 @@ def test_two_process_data_parallel_equals_one_process_with_accumulation(tmp_path
             "--out",
             str(tmp_path / "single"),
         ],
-        check=True,
-        env=env,
-        capture_output=True,
-        timeout=300,
-    )
+    ):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{cmd[2]} failed:\n{done.stderr[-3000:]}"
     ddp = load_file(str(tmp_path / "ddp" / "checkpoint" / "model.safetensors"))
     single = load_file(str(tmp_path / "single" / "checkpoint" / "model.safetensors"))
     for name in single:
         assert_close(ddp[name], single[name], atol=1e-5, what=name)
     assert losses(tmp_path / "ddp") == pytest.approx(losses(tmp_path / "single"), rel=1e-5)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_cli_train_then_eval_passkey(tmp_path, capsys):
