@@ -256,6 +256,13 @@ def test_cli_train_then_eval_passkey(tmp_path, capsys):
     assert "segment_len must be >= 1" in capsys.readouterr().err
 
 
+def test_a_fresh_run_does_not_overwrite_a_checkpoint(tmp_path):
+    cfg = TrainConfig(**TINY, steps=1, out=str(tmp_path / "run"))
+    train(cfg, progress=False)
+    with pytest.raises(ValueError, match="--resume"):
+        train(cfg, progress=False)
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert cli(["train", "--out", str(tmp_path / "none"), "--resume", "--steps", "1"]) == 2
     assert "no checkpoint" in capsys.readouterr().err

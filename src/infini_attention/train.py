@@ -234,6 +234,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg), betas=(0.9, 0.95), eps=1e-8)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     step = 0
+    if not resume and (out / "checkpoint").exists():
+        raise ValueError(f"{out} already holds a checkpoint: pass --resume to continue it, or choose another --out")
     if resume:
         if not (out / "checkpoint").exists():
             raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoint'}")
@@ -253,8 +255,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     metrics_file, tensorboard = None, None
     if dist.is_main:
-        if resume:  # steps logged after the checkpoint was written are run again: drop their lines
-            _truncate_metrics(out / "metrics.jsonl", step)
+        # steps logged after the checkpoint was written are run again (a fresh run: all of them)
+        _truncate_metrics(out / "metrics.jsonl", step)
         metrics_file = open(out / "metrics.jsonl", "a")  # noqa: SIM115
         tensorboard = _tensorboard_writer(out / "tensorboard")
 
