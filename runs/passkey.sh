@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=${OUT:-runs/out}
-STAGES=${STAGES:-"a b c eval ship"}
+STAGES=${STAGES:-"a b c d eval ship"}
 VARIANT=${VARIANT:-shift}
 case $VARIANT in
   shift) SHIFT=true; LOCAL_STEPS=300; SUFFIX="" ;;  # run names as in runs/EXPERIMENTS.md
@@ -20,7 +20,7 @@ case $VARIANT in
 esac
 MINI=(--preset small --model num_layers=2 --model hidden_size=128 --model head_dim=32 --model ffn_size=384
       --model key_shift=$SHIFT)
-A=e4a$SUFFIX; B=e5-copy-${VARIANT}-curriculum; C=e6-passkey-$VARIANT
+A=e4a$SUFFIX; B=e5-copy-${VARIANT}-curriculum; C=e6-passkey-$VARIANT; D=e7-passkey-$VARIANT-5k
 
 run_stage() {  # name, then infini train arguments
   local name=$1; shift
@@ -50,18 +50,22 @@ for stage in $STAGES; do
         --seq-len 4096 --min-len 256 --length-curriculum-steps 600 --local-start 0.3 --local-end 0.1 \
         --curriculum-steps 600 --batch-size 8 --steps 1200 --lr 1e-3 --warmup-steps 30 --save-every 100 \
         --eval-every 200 --eval-lengths 1024 4096 --eval-keys 10 ;;
+    d)  # passkey on longer inputs, 1K-5K tokens (~13 min)
+      run_stage $D --task passkey --init-from "$OUT/$C/checkpoint" --seq-len 5120 --min-len 1024 \
+        --local-start 0.1 --local-end 0.1 --batch-size 8 --steps 600 --lr 5e-4 --warmup-steps 20 --save-every 50 \
+        --eval-every 200 --eval-lengths 4096 16384 --eval-keys 10 ;;
     eval)
-      infini eval passkey --checkpoint "$OUT/$C/checkpoint" --lengths 1K 4K 16K 32K 128K 1M --depths 0 0.5 1 \
+      infini eval passkey --checkpoint "$OUT/$D/checkpoint" --lengths 1K 4K 16K 32K 128K 1M --depths 0 0.5 1 \
         --keys 4 --ablation-up-to 32K --out "docs/results/passkey$SUFFIX" ;;
     ship)
       [ "$VARIANT" = shift ] || { echo "only the key_shift model is shipped"; continue; }
       mkdir -p src/infini_attention/assets/passkey
-      cp "$OUT/$C/checkpoint/model.safetensors" "$OUT/$C/train_config.json" src/infini_attention/assets/passkey/
-      python - "$OUT/$C/checkpoint/config.json" <<'PY'
+      cp "$OUT/$D/checkpoint/model.safetensors" "$OUT/$D/train_config.json" src/infini_attention/assets/passkey/
+      python - "$OUT/$D/checkpoint/config.json" <<'PY'
 import json, sys
 config = json.load(open(sys.argv[1]))
 config["about"] = ("Trained on this repo's CPU recipe runs/passkey.sh (copy pre-training, then passkey on inputs of "
-                   "at most 4K tokens); results in docs/results/passkey.md.")
+                   "at most 5K tokens); results in docs/results/passkey.md.")
 json.dump(config, open("src/infini_attention/assets/passkey/config.json", "w"), indent=2)
 PY
       ;;

@@ -1,6 +1,6 @@
 """The demo: passkey retrieval at growing lengths, up to 1M tokens, with the shipped checkpoint.
 
-    infini demo                          # 4K .. 1M tokens, about 10 minutes on 2 CPU cores
+    infini demo                          # 4K .. 1M tokens, about 2-3 minutes on 2 idle CPU cores
     infini demo --lengths 4K 32K         # shorter
     infini demo --keys 5 --lengths 4K 32K 128K 512K 1M 2M   # longer
 
