@@ -34,10 +34,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from infini_attention.hf.cache import InfiniCache
 from infini_attention.hf.modeling import CONFIG_KEY, InfiniSettings, convert, gates, load_converted
+from infini_attention.models.transformer import stream_segments
 from infini_attention.state import ModelState
 
 SETTINGS = ("segment_len", "rule", "beta_init")  # the --model fields that apply to a Hugging Face model
@@ -226,30 +226,23 @@ class HFTrainingModel(nn.Module):
             raise ValueError("input_ids must be an integer tensor of shape (batch, length)")
         if input_ids.shape[1] < 1:
             raise ValueError("empty sequence: input_ids must hold at least one token")
-        batch, length = input_ids.shape
-        n = self.config.segment_len
         if state is None:
             state = ModelState([None] * self.config.num_layers, 0)
         elif not isinstance(state, ModelState) or len(state.layers) != self.config.num_layers:
             raise ValueError(f"state must be a ModelState of {self.config.num_layers} layers, from this model")
-        layer_states, position = list(state.layers), state.position
-        keep_from = 0 if logits_to_keep is None else length - logits_to_keep
-        logits, start = [], 0
-        while start < length:
-            end = min(length, start + n - position % n)  # stop at the segment's end
-            piece = input_ids[:, start:end]
-            if gradient_checkpointing and torch.is_grad_enabled():
-                hidden, layer_states = checkpoint(self._run, piece, layer_states, position, use_reentrant=False)
-            else:
-                hidden, layer_states = self._run(piece, layer_states, position)
-            if end > keep_from:
-                logits.append(self.hf.lm_head(hidden[:, max(0, keep_from - start) :]))  # hidden is normed
-            position += end - start
-            if detach_every and position % n == 0 and (position // n) % detach_every == 0:
-                layer_states = ModelState(layer_states, position).detach().layers
-            start = end
-        out = torch.cat(logits, dim=1) if logits else self.hf.lm_head.weight.new_zeros(batch, 0, self.config.vocab_size)
-        return out, ModelState(layer_states, position)
+        logits, state = stream_segments(
+            self._run,
+            self.hf.lm_head,
+            input_ids,
+            state,
+            self.config.segment_len,  # _run's hidden is normed
+            logits_to_keep=logits_to_keep,
+            gradient_checkpointing=gradient_checkpointing,
+            detach_every=detach_every,
+        )
+        if logits is None:
+            logits = self.hf.lm_head.weight.new_zeros(input_ids.shape[0], 0, self.config.vocab_size)
+        return logits, state
 
     def _run(self, piece: torch.Tensor, layer_states: list, position: int) -> tuple[torch.Tensor, list]:
         """One segment-bounded piece through the decoder: (final-normed hidden (B, piece, hidden), new states).

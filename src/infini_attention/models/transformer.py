@@ -110,30 +110,24 @@ class InfiniTransformer(nn.Module):
             None back-propagates through all segments.
         """
         self._check_input(input_ids)
-        batch, length = input_ids.shape
-        state = self._check_state(state, batch)
-        segment_len = self.config.segment_len
-        layer_states, position = list(state.layers), state.position
-        keep_from = 0 if logits_to_keep is None else length - logits_to_keep
-        logits, start = [], 0
-        while start < length:
-            end = min(length, start + segment_len - position % segment_len)  # stop at the segment's end
-            x = self.embed_tokens(input_ids[:, start:end])
-            if gradient_checkpointing and torch.is_grad_enabled():
-                x, layer_states = checkpoint(self._run_layers, x, layer_states, use_reentrant=False)
-            else:
-                x, layer_states = self._run_layers(x, layer_states)
-            if end > keep_from:
-                logits.append(self.lm_head(self.norm(x[:, max(0, keep_from - start) :])))
-            position += end - start
-            if detach_every and position % segment_len == 0 and (position // segment_len) % detach_every == 0:
-                layer_states = ModelState(layer_states, position).detach().layers
-            start = end
-        vocab = self.config.vocab_size
-        out = torch.cat(logits, dim=1) if logits else self.lm_head.weight.new_zeros(batch, 0, vocab)
-        return out, ModelState(layer_states, position)
+        batch = input_ids.shape[0]
+        logits, state = stream_segments(
+            self._run,
+            lambda hidden: self.lm_head(self.norm(hidden)),
+            input_ids,
+            self._check_state(state, batch),
+            self.config.segment_len,
+            logits_to_keep=logits_to_keep,
+            gradient_checkpointing=gradient_checkpointing,
+            detach_every=detach_every,
+        )
+        if logits is None:  # logits_to_keep=0
+            logits = self.lm_head.weight.new_zeros(batch, 0, self.config.vocab_size)
+        return logits, state
 
-    def _run_layers(self, x: torch.Tensor, layer_states: list) -> tuple[torch.Tensor, list]:
+    def _run(self, ids: torch.Tensor, layer_states: list, position: int) -> tuple[torch.Tensor, list]:
+        """One segment-bounded piece of token ids through every block: (hidden (B, piece, hidden), new states)."""
+        x = self.embed_tokens(ids)
         new_states = []
         for layer, layer_state in zip(self.layers, layer_states):
             x, layer_state = layer(x, layer_state)
@@ -178,3 +172,41 @@ class InfiniTransformer(nn.Module):
                 "was it made by another model?"
             )
         return state
+
+
+def stream_segments(
+    run,
+    head,
+    input_ids: torch.Tensor,
+    state: ModelState,
+    segment_len: int,
+    *,
+    logits_to_keep: int | None = None,
+    gradient_checkpointing: bool = False,
+    detach_every: int | None = None,
+) -> tuple[torch.Tensor | None, ModelState]:
+    """The segment loop of a forward pass (InfiniTransformer and the Hugging Face adapter share it).
+
+    run(ids_piece, layer_states, position) -> (hidden, layer_states) reads one piece that lies inside
+    one segment; head(hidden) -> logits. Pieces end on segment boundaries counted from the stream's
+    start (state.position), so a call may begin or end anywhere inside a segment. Returns the logits
+    of the last `logits_to_keep` positions (all if None; None if 0) and the new state.
+    """
+    length = input_ids.shape[1]
+    layer_states, position = list(state.layers), state.position
+    keep_from = 0 if logits_to_keep is None else length - logits_to_keep
+    logits, start = [], 0
+    while start < length:
+        end = min(length, start + segment_len - position % segment_len)  # stop at the segment's end
+        piece = input_ids[:, start:end]
+        if gradient_checkpointing and torch.is_grad_enabled():
+            hidden, layer_states = checkpoint(run, piece, layer_states, position, use_reentrant=False)
+        else:
+            hidden, layer_states = run(piece, layer_states, position)
+        if end > keep_from:
+            logits.append(head(hidden[:, max(0, keep_from - start) :]))
+        position += end - start
+        if detach_every and position % segment_len == 0 and (position // segment_len) % detach_every == 0:
+            layer_states = ModelState(layer_states, position).detach().layers
+        start = end
+    return (torch.cat(logits, dim=1) if logits else None), ModelState(layer_states, position)
