@@ -50,33 +50,8 @@ def layer(cls, **kw):
 # ---------------------------------------------------------------- model level
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=kind_id)
-@pytest.mark.parametrize("split", [1, 7, N, 2 * N, 3 * N + 1])
-def test_two_calls_carrying_state_equal_one_call(kind, split):
-    model = tiny(**kind)
-    ids = torch.randint(0, 256, (2, 5 * N + 3))
-    logits, state = model(ids)
-    l1, s1 = model(ids[:, :split])
-    l2, s2 = model(ids[:, split:], s1)
-    assert_close(torch.cat([l1, l2], dim=1), logits, what="logits")
-    assert s2.position == state.position == ids.shape[1]
-    for i, (a, b) in enumerate(zip(s2.layers, state.layers)):
-        assert type(a) is type(b)
-        for name in a.__dataclass_fields__:
-            assert_close(getattr(a, name), getattr(b, name), what=f"layer {i} state.{name}")
-
-
-@pytest.mark.parametrize("kind", KINDS, ids=kind_id)
-def test_causal(kind):
-    model = tiny(**kind)
-    ids = torch.randint(0, 256, (1, 4 * N + 5))
-    logits, _ = model(ids)
-    for t in (0, N - 1, N, 3 * N + 2):
-        changed = ids.clone()
-        changed[0, t] = (changed[0, t] + 1) % 256
-        logits2, _ = model(changed)
-        assert torch.equal(logits2[:, :t], logits[:, :t]), f"changing token {t} changed an earlier logit"
-        assert not torch.allclose(logits2[:, t], logits[:, t])
+# Two calls == one call and causality for `xl` and `memorizing` run with every other kind in
+# tests/test_model.py (its KINDS list).
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=kind_id)

@@ -32,6 +32,8 @@ KINDS = [
     dict(attention="infini", rule="delta", key_shift=True),
     dict(attention="local"),
     dict(attention="full"),
+    dict(attention="xl"),
+    dict(attention="memorizing", knn_top_k=4, knn_max_memories=3 * N + 5),  # a cap the streams overflow
 ]
 
 
@@ -45,6 +47,13 @@ def test_two_calls_carrying_state_equal_one_call(kind, split):
     l2, s2 = model(ids[:, split:], s1)
     assert_close(torch.cat([l1, l2], dim=1), logits, what="logits")
     assert s2.position == state.position == ids.shape[1]
+    for i, (a, b) in enumerate(zip(s2.layers, state.layers)):
+        assert type(a) is type(b)
+        for name in a.__dataclass_fields__:
+            if getattr(b, name) is None:
+                assert getattr(a, name) is None
+            else:
+                assert_close(getattr(a, name), getattr(b, name), what=f"layer {i} state.{name}")
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: "-".join(map(str, k.values())))
