@@ -18,8 +18,6 @@ from infini_attention import (
     ModelState,
     XLAttention,
     XLState,
-    decode_one_token,
-    prefill,
 )
 from infini_attention.eval.footprint import measured_footprint, memory_footprint, state_size
 from infini_attention.layers.memorizing import knn_attention, knn_search
@@ -51,7 +49,8 @@ def layer(cls, **kw):
 
 
 # Two calls == one call and causality for `xl` and `memorizing` run with every other kind in
-# tests/test_model.py (its KINDS list).
+# tests/test_model.py (its KINDS list), teacher-forced decoding in tests/test_generate.py, and the
+# layer-level two calls == one call in tests/test_layer.py.
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=kind_id)
@@ -63,21 +62,6 @@ def test_context_reaches_past_the_segment(kind):
     changed[0, 3] = (changed[0, 3] + 1) % 256
     diff = (model(changed)[0][:, N:] - model(ids)[0][:, N:]).abs().max()
     assert diff > 1e-4, f"segment 1 ignores segment 0 (max logit change {diff:.2e})"
-
-
-@pytest.mark.parametrize("kind", KINDS, ids=kind_id)
-@pytest.mark.parametrize("prompt_len", [1, N - 1, N + 3])
-def test_teacher_forced_decoding_reproduces_the_forward(kind, prompt_len):
-    model = tiny(**kind)
-    ids = torch.randint(0, 256, (2, 4 * N + 2))  # crosses several segment boundaries and the memory cap
-    full_logits, _ = model(ids)
-    logits, state = prefill(model, ids[:, :prompt_len])
-    assert_close(logits, full_logits[:, prompt_len - 1], what="prefill logits")
-    for t in range(prompt_len, ids.shape[1]):
-        logits, state = decode_one_token(model, ids[:, t], state)
-        assert_close(logits, full_logits[:, t], what=f"decoded logits at {t}")
-        for s in state.layers:
-            assert s.k.shape[2] == (t + 1) % N, "the window holds the unfinished segment only"
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=kind_id)
@@ -189,19 +173,6 @@ def test_bad_config_and_state_get_clear_errors():
 
 
 # ---------------------------------------------------------------- layer level
-
-
-@pytest.mark.parametrize("cls", [XLAttention, MemorizingAttention])
-@pytest.mark.parametrize("split", [3, N, N + 5, 2 * N])
-def test_layer_two_calls_carrying_state_equal_one_call(cls, split):
-    kw = dict(top_k=5, max_memories=2 * N + 3) if cls is MemorizingAttention else {}
-    attn = layer(cls, **kw)
-    x = torch.randn(2, 4 * N + 3, 32)
-    y, state = attn(x)
-    y1, s1 = attn(x[:, :split])
-    y2, s2 = attn(x[:, split:], s1)
-    assert_close(torch.cat([y1, y2], dim=1), y, what=f"{cls.__name__} split at {split}")
-    assert_close(s2.k, state.k, what="pending keys")
 
 
 def _rotated(attn, x):

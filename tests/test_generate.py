@@ -18,6 +18,8 @@ N = 16
         dict(attention="infini", rule="linear", key_shift=True),
         dict(attention="local"),
         dict(attention="full"),
+        dict(attention="xl"),
+        dict(attention="memorizing", knn_top_k=4, knn_max_memories=3 * N + 5),  # decoding crosses the cap
     ],
     ids=lambda k: "-".join(map(str, k.values())),
 )
@@ -33,7 +35,8 @@ def test_teacher_forced_decoding_reproduces_the_forward(kind, prompt_len):
         logits, state = decode_one_token(model, ids[:, t], state)
         assert_close(logits, full_logits[:, t], what=f"decoded logits at {t}")
         if kind["attention"] != "full":
-            assert state.layers[0].k.shape[2] == (t + 1) % N, "the KV window holds the unfinished segment only"
+            for s in state.layers:
+                assert s.k.shape[2] == (t + 1) % N, "the KV window holds the unfinished segment only"
 
 
 def test_generate_greedy_equals_argmax_of_the_forward():

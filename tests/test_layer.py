@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import assert_close
-from infini_attention import FullAttention, InfiniAttention, LocalAttention
+from infini_attention import FullAttention, InfiniAttention, LocalAttention, MemorizingAttention, XLAttention
 from infini_attention.ops import infini_attention_naive, rope_cos_sin
 
 N = 8
@@ -21,6 +21,8 @@ def layer(cls=InfiniAttention, **kw):
         (InfiniAttention, {"rule": "delta"}),
         (LocalAttention, {}),
         (FullAttention, {}),
+        (XLAttention, {}),
+        (MemorizingAttention, {"top_k": 5, "max_memories": 2 * N + 3}),
     ],
 )
 @pytest.mark.parametrize("split", [3, N, N + 5, 2 * N])

@@ -43,7 +43,7 @@ def kv_cache_bytes(config, length: int, bytes_per_value: int = 2) -> int:
 
 def run(args) -> int:
     from infini_attention.checkpoint import load_model
-    from infini_attention.cli.eval import checkpoint_tokenizer
+    from infini_attention.cli.eval import ablation_setting, checkpoint_tokenizer
     from infini_attention.data.tokenizers import get_tokenizer
     from infini_attention.eval import passkey
 
@@ -55,7 +55,7 @@ def run(args) -> int:
     print(f"model: {folder}: {passkey.describe_model(model)}. {about}")
     lengths = [parse_count(n) for n in args.lengths]
 
-    rows = passkey.evaluate_passkey(model, tokenizer, lengths, args.depths, args.keys, ablation=_ablation(args))
+    rows = passkey.evaluate_passkey(model, tokenizer, lengths, args.depths, args.keys, ablation=ablation_setting(args))
     print()
     print(passkey.format_table(rows))
     s = passkey.summary(rows)
@@ -92,10 +92,3 @@ def _state_bytes(model, tokenizer) -> int:
     with torch.no_grad():
         _, state = model(ids)
     return state.nbytes()
-
-
-def _ablation(args) -> bool | int:
-    """--no-ablation: none; --ablation-up-to N: up to N tokens; else every length."""
-    if args.no_ablation:
-        return False
-    return parse_count(args.ablation_up_to) if args.ablation_up_to else True

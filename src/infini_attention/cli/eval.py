@@ -88,7 +88,7 @@ def run_passkey(args) -> int:
         lengths,
         depths,
         args.keys,
-        ablation=_ablation(args),
+        ablation=ablation_setting(args),
         digits=args.digits,
         seed=args.seed,
         filler=args.filler,
@@ -115,7 +115,7 @@ def run_passkey(args) -> int:
     return 0
 
 
-def _ablation(args) -> bool | int:
+def ablation_setting(args) -> bool | int:
     """--no-ablation: none; --ablation-up-to N: up to N tokens; else every length."""
     if args.no_ablation:
         return False
