@@ -7,20 +7,24 @@
 #   bash runs/passkey.sh                   # all stages, the shipped model (key_shift variant)
 #   STAGES="c eval" bash runs/passkey.sh   # only some
 #   VARIANT=paper bash runs/passkey.sh     # the same recipe with the paper's layer (no key_shift)
+#   VARIANT=deltanet bash runs/passkey.sh  # key_shift + the deltanet memory rule (from stage b on)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=${OUT:-runs/out}
 STAGES=${STAGES:-"a b c d eval ship"}
 VARIANT=${VARIANT:-shift}
+RULE=()  # stage b's memory rule when it is not the stage-a model's (linear)
 case $VARIANT in
   shift) SHIFT=true; LOCAL_STEPS=300; SUFFIX="" ;;  # run names as in runs/EXPERIMENTS.md
   paper) SHIFT=false; LOCAL_STEPS=1500; SUFFIX="-paper" ;;  # the paper's layer needs longer to learn to copy
-  *) echo "VARIANT must be shift or paper"; exit 2 ;;
+  # stage a never writes the memory (one segment per input), so the deltanet variant shares it
+  deltanet) SHIFT=true; LOCAL_STEPS=300; SUFFIX="-deltanet"; RULE=(--model rule=deltanet) ;;
+  *) echo "VARIANT must be shift, paper or deltanet"; exit 2 ;;
 esac
 MINI=(--preset small --model num_layers=2 --model hidden_size=128 --model head_dim=32 --model ffn_size=384
       --model key_shift=$SHIFT)
-A=e4a$SUFFIX; B=e5-copy-${VARIANT}-curriculum; C=e6-passkey-$VARIANT; D=e7-passkey-$VARIANT-5k
+A=e4a${SUFFIX/-deltanet/}; B=e5-copy-${VARIANT}-curriculum; C=e6-passkey-$VARIANT; D=e7-passkey-$VARIANT-5k
 
 run_stage() {  # name, then infini train arguments
   local name=$1; shift
@@ -42,7 +46,7 @@ for stage in $STAGES; do
       run_stage $A --task copy "${MINI[@]}" --seq-len 120 --min-len 100 --copy-len 24 --batch-size 16 \
         --steps $LOCAL_STEPS --lr 3e-3 --warmup-steps 30 --save-every 100 --eval-every 0 ;;
     b)  # copy through the memory: lengths grow 100 -> 1024 (~10 min)
-      run_stage $B --task copy --init-from "$OUT/$A/checkpoint" --seq-len 1024 \
+      run_stage $B --task copy --init-from "$OUT/$A/checkpoint" "${RULE[@]}" --seq-len 1024 \
         --min-len 100 --length-curriculum-steps 1500 --copy-len 24 --batch-size 8 --steps 2000 --lr 1e-3 \
         --warmup-steps 50 --save-every 250 --eval-every 0 ;;
     c)  # passkey: lengths grow 256 -> 4096, needles move out of the question's segment

@@ -19,6 +19,7 @@ def layer(cls=InfiniAttention, **kw):
     [
         (InfiniAttention, {"rule": "linear"}),
         (InfiniAttention, {"rule": "delta"}),
+        (InfiniAttention, {"rule": "deltanet"}),
         (LocalAttention, {}),
         (FullAttention, {}),
         (XLAttention, {}),
@@ -36,18 +37,28 @@ def test_two_calls_carrying_state_equal_one_call(cls, kw, split):
     assert_close(s2.k, state.k, what="pending keys")
 
 
-@pytest.mark.parametrize("rule", ["linear", "delta"])
+@pytest.mark.parametrize("rule", ["linear", "delta", "deltanet"])
 def test_layer_matches_reference_op_with_its_projections(rule):
     attn = layer(rule=rule)
     with torch.no_grad():
         attn.beta.copy_(torch.randn(4))
+        if rule == "deltanet":
+            attn.write_weight.normal_(0.0, 0.5)
+            attn.write_bias.normal_(0.0, 1.0)
     x = torch.randn(2, 3 * N + 1, 32)
     y, _ = attn(x)
     q = attn.q_proj(x).view(2, -1, 4, 8).transpose(1, 2)
     k = attn.k_proj(x).view(2, -1, 2, 8).transpose(1, 2)
     v = attn.v_proj(x).view(2, -1, 2, 8).transpose(1, 2)
     o, _ = infini_attention_naive(
-        q, k, v, attn.beta, segment_len=N, rule=rule, rope=rope_cos_sin(torch.arange(N), 8, attn.rope_theta)
+        q,
+        k,
+        v,
+        attn.beta,
+        segment_len=N,
+        rule=rule,
+        rope=rope_cos_sin(torch.arange(N), 8, attn.rope_theta),
+        write_gate=(attn.write_weight, attn.write_bias) if rule == "deltanet" else None,
     )
     assert_close(y, attn.o_proj(o.transpose(1, 2).reshape(2, -1, 32)), what="layer vs reference")
 

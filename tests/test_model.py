@@ -19,10 +19,10 @@ def tiny(**overrides):
 
 
 def randomize_key_shift(model):
-    """The key-shift projection starts at zero (the paper's layer); tests need it to do something."""
+    """The key-shift projection and the deltanet write strengths start at zero; tests need them to do something."""
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("shift_proj.weight"):
+            if name.endswith(("shift_proj.weight", "write_weight", "write_bias")):
                 p.normal_(0.0, 0.2)
 
 
@@ -30,6 +30,7 @@ KINDS = [
     dict(attention="infini", rule="linear"),
     dict(attention="infini", rule="delta"),
     dict(attention="infini", rule="delta", key_shift=True),
+    dict(attention="infini", rule="deltanet", key_shift=True),
     dict(attention="local"),
     dict(attention="full"),
     dict(attention="xl"),
@@ -98,7 +99,7 @@ def test_detach_every_truncates_the_gradient():
     assert _embedding_grad_of_last_segment(model, ids, detach_every=6)[early].abs().sum() > 0
 
 
-@pytest.mark.parametrize("rule", ["linear", "delta"])
+@pytest.mark.parametrize("rule", ["linear", "delta", "deltanet"])
 def test_gradient_checkpointing_gives_the_same_gradients(rule):
     model = tiny(rule=rule)
     ids = torch.randint(0, 256, (2, 4 * N + 3))
@@ -143,9 +144,9 @@ def test_logits_to_keep():
     assert_close(last, full[:, -(N + 2) :], what="last logits")
 
 
-@pytest.mark.parametrize("key_shift", [False, True])
-def test_state_save_load_round_trip(tmp_path, key_shift):
-    model = tiny(rule="delta", key_shift=key_shift)
+@pytest.mark.parametrize("rule,key_shift", [("delta", False), ("delta", True), ("deltanet", True)])
+def test_state_save_load_round_trip(tmp_path, rule, key_shift):
+    model = tiny(rule=rule, key_shift=key_shift)
     ids = torch.randint(0, 256, (2, 3 * N + 5))
     logits, _ = model(ids)
     _, state = model(ids[:, : 2 * N + 3])

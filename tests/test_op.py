@@ -25,33 +25,55 @@ def rope():
     return rope_cos_sin(torch.arange(N), DK, 10000.0)
 
 
-def fast(q, k, v, beta, M0=None, z0=None, rule="linear", rope_tables=None):
+RULES = ["linear", "delta", "deltanet"]
+
+
+def write_gate(rule, kv_heads=2, requires_grad=False):
+    """The deltanet rule's write-strength parameters (weight, bias); None for the paper's rules."""
+    if rule != "deltanet":
+        return None
+    weight, bias = torch.randn(kv_heads, DK) * 0.5, torch.randn(kv_heads)
+    return weight.requires_grad_(requires_grad), bias.requires_grad_(requires_grad)
+
+
+def fast(q, k, v, beta, M0=None, z0=None, rule="linear", rope_tables=None, write_gate=None):
     state = None
     if M0 is not None:
         empty = k[:, :, :0].detach()
         state = InfiniState(M0, z0, empty, v[:, :, :0].detach())
-    out, state = infini_attention(q, k, v, beta, segment_len=N, rule=rule, rope=rope_tables, state=state)
+    out, state = infini_attention(
+        q, k, v, beta, segment_len=N, rule=rule, rope=rope_tables, state=state, write_gate=write_gate
+    )
     return out, state
 
 
-@pytest.mark.parametrize("rule", ["linear", "delta"])
+@pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("length", [1, 63, N - 1, N, N + 1, 5 * N + 3])
 @pytest.mark.parametrize("with_initial_state", [False, True])
 def test_fast_matches_reference_outputs_and_gradients(rule, length, with_initial_state):
     q, k, v, beta, M0, z0 = make_inputs(length)
     init = (M0, z0) if with_initial_state else (None, None)
     tables = rope()
+    wg = write_gate(rule, requires_grad=True)
     out_ref, (M_ref, z_ref) = infini_attention_naive(
-        q, k, v, beta, segment_len=N, rule=rule, rope=tables, initial_state=init if with_initial_state else None
+        q,
+        k,
+        v,
+        beta,
+        segment_len=N,
+        rule=rule,
+        rope=tables,
+        initial_state=init if with_initial_state else None,
+        write_gate=wg,
     )
-    out, state = fast(q, k, v, beta, *init, rule=rule, rope_tables=tables)
+    out, state = fast(q, k, v, beta, *init, rule=rule, rope_tables=tables, write_gate=wg)
     assert_close(out, out_ref, what="output")
     assert_close(state.M, M_ref, what="M")
     assert_close(state.z, z_ref, what="z")
     assert state.k.shape[2] == length % N, "the unfinished segment is carried in the state"
 
-    inputs = [q, k, v, beta] + ([M0, z0] if with_initial_state else [])
-    names = ["q", "k", "v", "beta", "M0", "z0"]
+    inputs = [q, k, v, beta] + ([M0, z0] if with_initial_state else []) + (list(wg) if wg else [])
+    names = ["q", "k", "v", "beta"] + (["M0", "z0"] if with_initial_state else []) + ["write_weight", "write_bias"]
     weights = torch.randn_like(out_ref)
     # the loss reaches the final memory too, so gradients through every write are compared
     loss_ref = (out_ref * weights).sum() + (M_ref.sum() + z_ref.sum()) * 1e-2
@@ -63,6 +85,9 @@ def test_fast_matches_reference_outputs_and_gradients(rule, length, with_initial
     expect_zero = set() if reads_memory else {"beta"}
     if length == 1:  # and no segment is written, so k reaches nothing
         expect_zero |= {"k"} if reads_memory else {"k", "q"}
+    if rule == "deltanet":  # (z0's gradient is the loss's own z term: the variant passes z through)
+        if length < N:  # nothing written: the write strength reaches nothing
+            expect_zero |= {"write_weight", "write_bias"}
     for name, g, g_ref in zip(names, grads, grads_ref):
         assert (g_ref.abs().sum() > 0) != (name in expect_zero), (
             f"grad {name} unexpectedly {'non-' * (name in expect_zero)}zero"
@@ -70,55 +95,46 @@ def test_fast_matches_reference_outputs_and_gradients(rule, length, with_initial
         assert_close(g, g_ref, atol=1e-4, what=f"grad {name}")
 
 
-@pytest.mark.parametrize("rule", ["linear", "delta"])
+@pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("split", [1, 5, N - 1, N, N + 1, 2 * N, 3 * N - 2])
 def test_two_calls_carrying_state_equal_one_call(rule, split):
     q, k, v, beta, *_ = make_inputs(4 * N + 5, requires_grad=False)
-    tables = rope()
-    out, state = infini_attention(q, k, v, beta, segment_len=N, rule=rule, rope=tables)
+    opts = dict(segment_len=N, rule=rule, rope=rope(), write_gate=write_gate(rule))
+    out, state = infini_attention(q, k, v, beta, **opts)
     cut = slice(None, split), slice(split, None)
-    out1, s1 = infini_attention(
-        q[:, :, cut[0]], k[:, :, cut[0]], v[:, :, cut[0]], beta, segment_len=N, rule=rule, rope=tables
-    )
-    out2, s2 = infini_attention(
-        q[:, :, cut[1]], k[:, :, cut[1]], v[:, :, cut[1]], beta, segment_len=N, rule=rule, rope=tables, state=s1
-    )
+    out1, s1 = infini_attention(q[:, :, cut[0]], k[:, :, cut[0]], v[:, :, cut[0]], beta, **opts)
+    out2, s2 = infini_attention(q[:, :, cut[1]], k[:, :, cut[1]], v[:, :, cut[1]], beta, state=s1, **opts)
     assert_close(torch.cat([out1, out2], dim=2), out, what="output")
     for name in ("M", "z", "k", "v"):
         assert_close(getattr(s2, name), getattr(state, name), what=name)
 
 
-@pytest.mark.parametrize("rule", ["linear", "delta"])
+@pytest.mark.parametrize("rule", RULES)
 def test_token_by_token_equals_one_call(rule):
     q, k, v, beta, *_ = make_inputs(3 * N + 2, requires_grad=False)
-    out, _ = infini_attention(q, k, v, beta, segment_len=N, rule=rule, rope=rope())
+    opts = dict(segment_len=N, rule=rule, rope=rope(), write_gate=write_gate(rule))
+    out, _ = infini_attention(q, k, v, beta, **opts)
     state, pieces = None, []
     for t in range(q.shape[2]):
         o, state = infini_attention(
-            q[:, :, t : t + 1],
-            k[:, :, t : t + 1],
-            v[:, :, t : t + 1],
-            beta,
-            segment_len=N,
-            rule=rule,
-            rope=rope(),
-            state=state,
+            q[:, :, t : t + 1], k[:, :, t : t + 1], v[:, :, t : t + 1], beta, state=state, **opts
         )
         assert state.k.shape[2] < N, "the decoding window never exceeds one segment"
         pieces.append(o)
     assert_close(torch.cat(pieces, dim=2), out, what="token-by-token output")
 
 
-@pytest.mark.parametrize("rule", ["linear", "delta"])
+@pytest.mark.parametrize("rule", RULES)
 def test_causal(rule):
     q, k, v, beta, *_ = make_inputs(3 * N + 7, requires_grad=False)
-    out, _ = infini_attention(q, k, v, beta, segment_len=N, rule=rule, rope=rope())
+    opts = dict(segment_len=N, rule=rule, rope=rope(), write_gate=write_gate(rule))
+    out, _ = infini_attention(q, k, v, beta, **opts)
     for t in (0, N - 1, N, 2 * N + 3):
         q2, k2, v2 = q.clone(), k.clone(), v.clone()
         q2[:, :, t:] += 1.0
         k2[:, :, t:] += 1.0
         v2[:, :, t:] += 1.0
-        out2, _ = infini_attention(q2, k2, v2, beta, segment_len=N, rule=rule, rope=rope())
+        out2, _ = infini_attention(q2, k2, v2, beta, **opts)
         assert torch.equal(out2[:, :, :t], out[:, :, :t]), f"changing tokens >= {t} changed an earlier output"
         assert not torch.allclose(out2[:, :, t], out[:, :, t])
 
@@ -154,6 +170,34 @@ def test_memory_is_read_before_it_is_updated(rule):
     assert_close(out[0, 0, N:], expected, what="second segment's memory read")
 
 
+def test_deltanet_memory_read_before_it_is_updated_and_bounded():
+    """The variant's second segment reads unit(q) M_1, with M_1 written token by token by hand; a
+    segment repeated many times stops changing the memory."""
+    q, k, v, _, *_ = make_inputs(2 * N, batch=1, heads=1, kv_heads=1, requires_grad=False)
+    w, b = torch.randn(1, DK), torch.randn(1)
+    out, state = infini_attention(q, k, v, torch.tensor([40.0]), segment_len=N, rule="deltanet", write_gate=(w, b))
+    M = torch.zeros(DK, DK)
+    for t in range(N):
+        key = k[0, 0, t] / k[0, 0, t].norm()
+        s = torch.sigmoid(k[0, 0, t] @ w[0] + b[0])
+        M = M + s * torch.outer(key, v[0, 0, t] - key @ M)
+    uq = q[0, 0, N:] / q[0, 0, N:].norm(dim=-1, keepdim=True)
+    assert_close(out[0, 0, N:], uq @ M, what="second segment's memory read")
+    assert torch.equal(state.z, torch.zeros_like(state.z)), "deltanet keeps no normaliser"
+
+    # The same segment written again and again (a repeated filler) converges: the linear rule's M would
+    # grow by the same amount at every repeat.
+    q, k, v, _, *_ = make_inputs(N, batch=1, heads=1, kv_heads=1, requires_grad=False)
+    state, sizes = None, []
+    for _ in range(60):
+        _, state = infini_attention(
+            q, k, v, torch.zeros(1), segment_len=N, rule="deltanet", write_gate=(w, b), state=state
+        )
+        sizes.append(state.M.clone())
+    step_first, step_last = (sizes[1] - sizes[0]).norm(), (sizes[-1] - sizes[-2]).norm()
+    assert step_last < 1e-3 * step_first, f"repeats still change the memory: {step_first:.3g} -> {step_last:.3g}"
+
+
 def test_bf16_autocast_keeps_state_float32_and_finite():
     q, k, v, beta, *_ = make_inputs(40 * N, requires_grad=False)
     q, k, v = q * 4, k * 4, v * 4
@@ -174,3 +218,5 @@ def test_unknown_rule_is_rejected():
     q, k, v, beta, *_ = make_inputs(4, requires_grad=False)
     with pytest.raises(ValueError, match="rule"):
         infini_attention(q, k, v, beta, segment_len=N, rule="hebbian")
+    with pytest.raises(ValueError, match="write_gate"):
+        infini_attention(q, k, v, beta, segment_len=N, rule="deltanet")

@@ -178,3 +178,11 @@ def test_heatmap_is_written(tmp_path):
     rows = evaluate_passkey(model, TOK, [600], [0.0, 0.5], keys=1, progress=False)
     plot_heatmap(rows, tmp_path / "h.png")
     assert (tmp_path / "h.png").stat().st_size > 2000
+
+
+def test_deltanet_model_evaluates_without_a_key_share():
+    """The deltanet rule has no normaliser z: the share column is left empty, not filled with a number."""
+    model = tiny_model(rule="deltanet", key_shift=True)
+    row = evaluate_cell(model, TOK, 700, 0.0, 2, reset_memory=False)
+    assert row.in_memory and row.memory_share is None
+    assert "| - |" in format_table([row])

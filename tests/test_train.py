@@ -266,3 +266,27 @@ def test_a_fresh_run_does_not_overwrite_a_checkpoint(tmp_path):
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert cli(["train", "--out", str(tmp_path / "none"), "--resume", "--steps", "1"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_init_from_with_a_rule_that_adds_parameters(tmp_path, capsys):
+    """--init-from a linear-rule model with --model rule=deltanet: every shared weight is copied, the
+    write strengths start at their initial values and are named; a weight the model lacks is an error."""
+    train(TrainConfig(**TINY, steps=1, out=str(tmp_path / "linear")), progress=False)
+    init = str(tmp_path / "linear" / "checkpoint")
+    cfg = TrainConfig(**{**TINY, "model": {"rule": "deltanet"}, "lr": 0.0}, gate_lr=0.0, steps=1, init_from=init)
+    cfg.out = str(tmp_path / "deltanet")
+    train(cfg, progress=False)
+    assert "write_weight" in capsys.readouterr().out
+    before = load_model(tmp_path / "linear" / "checkpoint").state_dict()
+    after = load_model(tmp_path / "deltanet" / "checkpoint")
+    assert after.config.rule == "deltanet"
+    for name, value in after.state_dict().items():
+        if "write_" in name:
+            assert not value.any(), f"{name} should start at zero"
+        else:
+            assert torch.equal(value, before[name]), f"{name} changed with lr 0"
+    back = TrainConfig(**{**TINY, "model": {"rule": "linear"}}, steps=1, init_from=str(tmp_path / "deltanet"))
+    back.init_from += "/checkpoint"
+    back.out = str(tmp_path / "back")
+    with pytest.raises(ValueError, match="write_weight"):
+        train(back, progress=False)

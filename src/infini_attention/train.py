@@ -110,7 +110,11 @@ def build_model(cfg: TrainConfig, resume: bool = False) -> torch.nn.Module:
         if cfg.init_from and not resume:
             from infini_attention.checkpoint import load_model
 
-            model.load_state_dict(load_model(cfg.init_from).state_dict())
+            missing, unexpected = model.load_state_dict(load_model(cfg.init_from).state_dict(), strict=False)
+            if unexpected:
+                raise ValueError(f"--init-from {cfg.init_from} has weights this model lacks: {unexpected}")
+            if missing:  # parameters that a --model override adds (e.g. rule=deltanet's write strength)
+                print(f"--init-from: not in {cfg.init_from}, left at their initial values: {', '.join(missing)}")
     if cfg.train_only not in TRAIN_ONLY:
         raise ValueError(f"unknown --train-only {cfg.train_only!r}: choose one of {', '.join(TRAIN_ONLY)}")
     if cfg.train_only != "all":

@@ -48,11 +48,14 @@ def _stack_chunks(instances: list[PasskeyInstance], chunk_len: int):
 
 
 class _NeedleProbe:
-    """Hooks that sum sigma(K) over each row's needle tokens and keep the last query, per Infini layer."""
+    """Hooks that sum sigma(K) over each row's needle tokens and keep the last query, per Infini layer.
+
+    Layers with the `deltanet` rule have no normaliser z, so no share to report: they are skipped.
+    """
 
     def __init__(self, model, needles: list[tuple[int, int]]):
         self.needles = needles  # [start, end) of the asked needle, one per batch row
-        self.layers = [m for m in model.modules() if isinstance(m, InfiniAttention)]
+        self.layers = [m for m in model.modules() if isinstance(m, InfiniAttention) and m.rule != "deltanet"]
         self.z_needle = [None] * len(self.layers)
         self.last_q = [None] * len(self.layers)
         self.offsets = [0] * len(self.layers)  # tokens each layer has seen: every token passes once, in order
@@ -302,7 +305,8 @@ def format_report(rows: list[PasskeyRow], command: str, model, image: str | None
         "*memory reset*: the same prompts with every memory emptied at "
         "each segment boundary (the ablation, which must fall to chance where the key is in memory). "
         "*key share*: the largest share, over heads and layers, of the memory read's normaliser "
-        "sigma(q) z that comes from the needle's tokens at the question.",
+        "sigma(q) z that comes from the needle's tokens at the question (none for the deltanet rule, "
+        "which has no normaliser).",
         "",
         "Summary: " + ", ".join(f"{k.replace('_', ' ')} {100 * v:.1f}%" for k, v in s.items()),
         "",

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from infini_attention.ops.infini import empty_state, infini_attention
+from infini_attention.ops.infini import RULES, empty_state, infini_attention
 from infini_attention.ops.rope import apply_rope, rope_cos_sin
 from infini_attention.state import InfiniState, KVState
 
@@ -101,14 +101,21 @@ class InfiniAttention(_Attention):
     forward(x (batch, length, hidden), state=None) -> (y (batch, length, hidden), InfiniState).
     `beta` holds the per-head gate logits of eq 10; it starts at `beta_init` (default 0: gate 0.5,
     where sigmoid's gradient is largest; -100 or +10 as in some public code cannot learn).
+    rule: "linear" (eq 8), "delta" (eq 9), or "deltanet", a variant that is not the paper's (unit-norm
+    keys, a learned per-token write strength in `write_weight`/`write_bias`, no normaliser; see
+    ops/infini/README.md).
     """
 
     def __init__(self, *args, rule: str = "linear", beta_init: float = 0.0, key_shift: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        if rule not in ("linear", "delta"):
-            raise ValueError(f"unknown memory rule {rule!r}: expected 'linear' or 'delta'")
+        if rule not in RULES:
+            raise ValueError(f"unknown memory rule {rule!r}: expected one of {', '.join(RULES)}")
         self.rule = rule
         self.beta = nn.Parameter(torch.full((self.num_heads,), float(beta_init)))
+        if rule == "deltanet":
+            # write strength sigmoid(k_t . w + b) per key/value head; w = 0, b = 0: every token at 0.5
+            self.write_weight = nn.Parameter(torch.zeros(self.num_key_value_heads, self.head_dim))
+            self.write_bias = nn.Parameter(torch.zeros(self.num_key_value_heads))
         # Variant, not in the paper (off by default): k_t = W_k x_t + W_s x_{t-1}, so that a key can
         # say which token came before it, the order information an ordered recall through the
         # memory needs (see runs/EXPERIMENTS.md). W_s starts at zero: the layer starts as the paper's.
@@ -133,6 +140,7 @@ class InfiniAttention(_Attention):
             rule=self.rule,
             rope=self._segment_rope(x.device),
             state=state,
+            write_gate=(self.write_weight, self.write_bias) if self.rule == "deltanet" else None,
         )
         return self._merge(out), state
 

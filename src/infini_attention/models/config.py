@@ -18,7 +18,9 @@ class ModelConfig:
     ffn_size: int = 128  # SwiGLU inner width
     segment_len: int = 64  # N: tokens per segment of local attention / memory update
     attention: str = "infini"  # attention kind, a key of models.registry.ATTENTION_KINDS
-    rule: str = "linear"  # memory update of the `infini` kind: "linear" (eq 8) or "delta" (eq 9)
+    # memory update of the `infini` kind: "linear" (eq 8), "delta" (eq 9) or "deltanet" (a variant, not
+    # the paper's: unit-norm keys, learned write strength, no normaliser; ops/infini/README.md)
+    rule: str = "linear"
     beta_init: float = 0.0  # initial gate logit of eq 10 (sigmoid(0) = 0.5, where the gate learns fastest)
     key_shift: bool = False  # `infini` variant, not in the paper: keys also see the previous token
     rope_theta: float = 10000.0  # RoPE base, local attention only
@@ -38,8 +40,10 @@ class ModelConfig:
             raise ValueError(f"unknown attention kind {self.attention!r}: choose one of {sorted(ATTENTION_KINDS)}")
         if self.key_shift and self.attention != "infini":
             raise ValueError(f"key_shift is a variant of the 'infini' kind, not of {self.attention!r}")
-        if self.rule not in ("linear", "delta"):
-            raise ValueError(f"unknown memory rule {self.rule!r}: expected 'linear' or 'delta'")
+        from infini_attention.ops.infini import RULES
+
+        if self.rule not in RULES:
+            raise ValueError(f"unknown memory rule {self.rule!r}: expected one of {', '.join(RULES)}")
         for name in (
             "vocab_size",
             "hidden_size",

@@ -13,7 +13,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from infini_attention.ops.infini.naive import EPS, sigma
+from infini_attention.ops.infini.naive import EPS, RULES, sigma
 from infini_attention.ops.rope import apply_rope
 from infini_attention.ops.segments import map_segment_pieces
 from infini_attention.state import InfiniState, KVState
@@ -42,16 +42,22 @@ def infini_attention(
     rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     state: InfiniState | KVState | None = None,
     eps: float = EPS,
+    write_gate: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, InfiniState | KVState]:
     """Infini-attention over q (B, H, L, dk), k (B, Hkv, L, dk), v (B, Hkv, L, dv); any L >= 1.
 
     beta: (H,) gate logits, or None for segment-local attention without memory (the `local` kind).
     rope: (cos, sin) tables of shape (>= segment_len, dk) for positions inside a segment, or None.
     state: what a previous call returned, or None to start a new stream on a segment boundary.
+    rule: "linear" (eq 8), "delta" (eq 9) or "deltanet" (a variant, not the paper's: unit-norm keys
+    and queries, a per-token write strength sigmoid(k . w + b) from write_gate = (w (Hkv, dk), b (Hkv,)),
+    the exact token-by-token delta rule inside a segment and no normaliser z; see README.md).
     Returns the output (B, H, L, dv) in q's dtype and the new state (M and z in float32).
     """
-    if rule not in ("linear", "delta"):
-        raise ValueError(f"unknown memory rule {rule!r}: expected 'linear' or 'delta'")
+    if rule not in RULES:
+        raise ValueError(f"unknown memory rule {rule!r}: expected one of {', '.join(RULES)}")
+    if beta is not None and (rule == "deltanet") != (write_gate is not None):
+        raise ValueError("write_gate is needed by the deltanet rule and only by it")
     if state is None:
         state = empty_state(q, k, v, memory=beta is not None)
     return map_segment_pieces(
@@ -60,11 +66,11 @@ def infini_attention(
         v,
         state,
         segment_len,
-        lambda q, k, v, state: _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps),
+        lambda q, k, v, state: _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps, write_gate),
     )
 
 
-def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps):
+def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps, write_gate):
     """Tokens p..p+m-1 of one segment, where the state holds the segment's first p tokens."""
     p, m = state.k.shape[2], q.shape[2]
     keys = torch.cat([state.k, k], dim=2) if p else k  # (B, Hkv, p+m, dk), un-rotated
@@ -74,12 +80,17 @@ def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps):
     if beta is None:
         out = a_dot
     else:
-        a_mem = _retrieve(q, state.M, state.z, eps)  # eq 7, from M_{s-1}: before this segment's write
+        if rule == "deltanet":
+            a_mem = _retrieve_unit(q, state.M)
+            written = state.M.ne(0).flatten(2).any(-1)  # (B, Hkv)
+        else:
+            a_mem = _retrieve(q, state.M, state.z, eps)  # eq 7, from M_{s-1}: before this segment's write
+            written = state.z.sum(-1) > 0
         gate = torch.sigmoid(beta.float())[None, :, None, None]  # eq 10, (1, H, 1, 1)
-        # An empty memory (z = 0, the first segment) has nothing to say: its gate share goes to
-        # the local attention instead of scaling the output down.
+        # An empty memory (nothing written yet: the first segment) has nothing to say: its gate
+        # share goes to the local attention instead of scaling the output down.
         group = q.shape[1] // state.z.shape[1]
-        has_memory = (state.z.sum(-1) > 0).repeat_interleave(group, dim=1)  # (B, H)
+        has_memory = written.repeat_interleave(group, dim=1)  # (B, H)
         gate = gate * has_memory[:, :, None, None]
         # lerp = a_dot + gate * (a_mem - a_dot) in one pass instead of three, mixed in float32
         out = torch.lerp(a_dot.float(), a_mem, gate).to(a_dot.dtype)
@@ -94,7 +105,10 @@ def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps):
     empty_v = values.new_empty(*values.shape[:2], 0, values.shape[3])
     if beta is None:
         return out, KVState(empty_k, empty_v)
-    M, z = _write(state.M, state.z, keys, values, rule, eps)  # eqs 8-9
+    if rule == "deltanet":
+        M, z = _write_unit(state.M, keys, values, write_gate), state.z
+    else:
+        M, z = _write(state.M, state.z, keys, values, rule, eps)  # eqs 8-9
     return out, dataclasses.replace(state, M=M, z=z, k=empty_k, v=empty_v)
 
 
@@ -153,11 +167,42 @@ def _write(M, z, keys, values, rule, eps):
     return M, z
 
 
-_EAGER = {"_retrieve": _retrieve, "_write": _write}
+def _retrieve_unit(q, M):
+    """`deltanet` read: unit(Q) M_{s-1}, no normaliser, grouped as in `_retrieve`."""
+    batch, heads, m, dk = q.shape
+    kv_heads, dv = M.shape[1], M.shape[-1]
+    with torch.autocast(q.device.type, enabled=False):
+        uq = F.normalize(q.float(), dim=-1).reshape(batch, kv_heads, (heads // kv_heads) * m, dk)
+        a_mem = uq @ M
+    return a_mem.reshape(batch, heads, m, dv)
+
+
+def _write_unit(M, keys, values, write_gate):
+    """`deltanet` write of one finished segment: the token-by-token delta rule, all tokens at once.
+
+    Token by token, M_t = M_{t-1} + s_t k_t (v_t - k_t M_{t-1}) with unit keys k_t. Unrolled, M_N =
+    M_0 + K^T U where the rows u_t = s_t (v_t - k_t M_0 - sum_{i<t} (k_t . k_i) u_i) solve the unit lower
+    triangular system (I + diag(s) tril(K K^T, -1)) U = diag(s) (V - K M_0) (Yang et al., 2024): one
+    triangular solve instead of N sequential steps.
+    """
+    weight, bias = write_gate
+    with torch.autocast(keys.device.type, enabled=False):
+        keys, values = keys.float(), values.float()
+        unit_keys = F.normalize(keys, dim=-1)  # (B, Hkv, N, dk)
+        # write strength s_t = sigmoid(k_t . w + b) per key/value head: (B, Hkv, N, 1)
+        strength = torch.sigmoid(keys @ weight.float()[None, :, :, None] + bias.float()[None, :, None, None])
+        rhs = strength * (values - unit_keys @ M)
+        # only the strictly lower triangle is read (unitriangular): the diagonal counts as 1
+        system = strength * (unit_keys @ unit_keys.transpose(-1, -2))
+        updates = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
+        return M + unit_keys.transpose(-1, -2) @ updates
+
+
+_EAGER = {"_retrieve": _retrieve, "_write": _write, "_retrieve_unit": _retrieve_unit, "_write_unit": _write_unit}
 
 
 def compile_memory_path(enable: bool = True, **compile_kwargs) -> None:
-    """Opt-in: run the memory read (eq 7) and write (eqs 8-9) through `torch.compile`.
+    """Opt-in: run the memory read (eq 7) and write (eqs 8-9, and the deltanet variant's) through `torch.compile`.
 
     Inductor fuses sigma, the normalising division and the float32 casts around the matmuls. The
     default path stays eager because compiling costs seconds to minutes per new shape and needs a

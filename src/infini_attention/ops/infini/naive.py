@@ -13,11 +13,17 @@ import torch.nn.functional as F
 from infini_attention.ops.rope import apply_rope
 
 EPS = 1e-6  # added to every memory denominator sigma(q) z; see README.md
+RULES = ("linear", "delta", "deltanet")  # eq 8, eq 9, and a variant that is not the paper's (README.md)
 
 
 def sigma(x: torch.Tensor) -> torch.Tensor:
     """The memory's feature map: ELU + 1 (eq 7), always positive."""
     return F.elu(x) + 1.0
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """The `deltanet` variant's feature map: x / ||x|| along the last dimension."""
+    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def infini_attention_naive(
@@ -31,6 +37,7 @@ def infini_attention_naive(
     rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     initial_state: tuple[torch.Tensor, torch.Tensor] | None = None,
     eps: float = EPS,
+    write_gate: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """Infini-attention over a sequence that starts on a segment boundary.
 
@@ -38,10 +45,17 @@ def infini_attention_naive(
     beta: (heads,) gate logits; rope: (cos, sin) tables of shape (>= segment_len, dk) or None;
     initial_state: (M (batch, kv_heads, dk, dv), z (batch, kv_heads, dk)) or None for an empty memory.
     Query head h reads key/value head h // (heads // kv_heads), as in grouped-query attention.
+    write_gate: (weight (kv_heads, dk), bias (kv_heads,)) of the `deltanet` rule's write strength
+    sigmoid(k . weight + bias); that rule only (see README.md).
 
     Returns the output (batch, heads, length, dv) in float32 and (M, z) after the last complete
-    segment; a final partial segment is attended to but not written to the memory.
+    segment; a final partial segment is attended to but not written to the memory. The `deltanet`
+    rule neither reads nor writes z (it is returned as given).
     """
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}")
+    if (rule == "deltanet") != (write_gate is not None):
+        raise ValueError("write_gate is needed by the deltanet rule and only by it")
     q, k, v, beta = q.float(), k.float(), v.float(), beta.float()
     batch, heads, length, dk = q.shape
     kv_heads, dv = k.shape[1], v.shape[-1]
@@ -77,12 +91,16 @@ def infini_attention_naive(
                 a_dot = weights @ vs
 
                 # Eq 7: read the memory left by the previous segments, before this segment's update.
-                if z[b][j].sum() == 0:
+                empty = (M[b][j] == 0).all() if rule == "deltanet" else z[b][j].sum() == 0
+                if empty:
                     # Empty memory (first segment): the output is the local attention, unscaled.
                     per_head.append(a_dot)
                     continue
-                sq = sigma(qs)
-                a_mem = (sq @ M[b][j]) / (sq @ z[b][j] + eps)[:, None]
+                if rule == "deltanet":
+                    a_mem = unit(qs) @ M[b][j]  # no normaliser: unit keys keep M bounded
+                else:
+                    sq = sigma(qs)
+                    a_mem = (sq @ M[b][j]) / (sq @ z[b][j] + eps)[:, None]
                 # Eq 10: the learned gate mixes memory and local attention.
                 g = torch.sigmoid(beta[h])
                 per_head.append(g * a_mem + (1 - g) * a_dot)
@@ -94,12 +112,18 @@ def infini_attention_naive(
         for b in range(batch):
             for j in range(kv_heads):
                 ks, vs = k[b, j, seg], v[b, j, seg]
+                if rule == "deltanet":
+                    # One token at a time: move the memory's answer for key t a fraction s_t of the
+                    # way to v_t (M stays bounded because every key has norm 1 and s_t < 1).
+                    for t in range(n):
+                        kt = unit(ks[t])
+                        s_t = torch.sigmoid(ks[t] @ write_gate[0][j].float() + write_gate[1][j].float())
+                        M[b][j] = M[b][j] + s_t * torch.outer(kt, vs[t] - kt @ M[b][j])
+                    continue
                 sk = sigma(ks)
                 if rule == "delta":
                     # Eq 9: write only what the memory does not already return for these keys.
                     vs = vs - (sk @ M[b][j]) / (sk @ z[b][j] + eps)[:, None]
-                elif rule != "linear":
-                    raise ValueError(f"unknown rule {rule!r}")
                 M[b][j] = M[b][j] + sk.T @ vs  # eq 8 (linear) or eq 9 (delta)
                 z[b][j] = z[b][j] + sk.sum(dim=0)  # eqs 8-9
     out = torch.cat(outputs, dim=2)
