@@ -8,6 +8,9 @@ paper's long-context LM layer, hidden 1024, 8 heads of dim 128, segment N = 2048
     python benchmarks/layer_overhead.py            # ~4 minutes on 2 CPU cores
     python benchmarks/layer_overhead.py --quick    # smoke run: small shapes, seconds
 
+`--compiled` also times InfiniAttention with the opt-in `compile_memory_path()` (torch.compile of the
+memory read and write; needs a C++ compiler on CPU), interleaved with the others.
+
 Before/after a change to the op: `--baseline FILE` also times InfiniAttention running another
 version of ops/infini/fast.py (e.g. `git show HEAD:src/infini_attention/ops/infini/fast.py > /tmp/fast_old.py`),
 interleaved with the two others, and prints both ratios side by side.
@@ -24,6 +27,7 @@ import torch
 
 import infini_attention.layers.attention as attention_module
 from infini_attention.layers.attention import InfiniAttention, LocalAttention
+from infini_attention.ops.infini.fast import compile_memory_path
 
 
 def load_op(path: str):
@@ -32,6 +36,19 @@ def load_op(path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.infini_attention
+
+
+@contextlib.contextmanager
+def memory_path_compiled(enabled: bool):
+    """The opt-in compiled memory path for the duration (compiled graphs are cached across uses)."""
+    if not enabled:
+        yield
+        return
+    compile_memory_path(True)
+    try:
+        yield
+    finally:
+        compile_memory_path(False)
 
 
 @contextlib.contextmanager
@@ -56,6 +73,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--rules", default="linear,delta")
     p.add_argument("--baseline", default=None, help="another fast.py to time as well (before/after a change)")
+    p.add_argument("--compiled", action="store_true", help="also time the opt-in compiled memory path")
     args = p.parse_args()
     bc.setup(args.threads)
     hidden, heads, head_dim, n = (1024, 8, 128, 2048) if not args.quick else (128, 2, 64, 64)
@@ -74,9 +92,13 @@ def main() -> None:
         for dtype in ("fp32", "bf16"):
             for mode in ("forward", "forward+backward"):
 
-                def step(layer, dtype=dtype, mode=mode, op=None):
+                def step(layer, dtype=dtype, mode=mode, op=None, compiled=False):
                     def run():
-                        with op_swapped(op), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+                        with (
+                            op_swapped(op),
+                            memory_path_compiled(compiled),
+                            torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"),
+                        ):
                             if mode == "forward":
                                 with torch.no_grad():
                                     layer(x)
@@ -88,17 +110,24 @@ def main() -> None:
                 fns = {"infini": step(infini), "local": step(local)}
                 if baseline is not None:
                     fns["baseline"] = step(infini, op=baseline)
+                if args.compiled:
+                    fns["compiled"] = step(infini, compiled=True)
                 t = bc.interleaved(fns, reps=reps)
                 row = [rule, dtype, mode, f"{t['infini'] * 1e3:.0f}", f"{t['local'] * 1e3:.0f}"]
                 row.append(f"**{t['infini'] / t['local']:.3f}**")
                 if baseline is not None:
                     row += [f"{t['baseline'] * 1e3:.0f}", f"{t['baseline'] / t['local']:.3f}"]
+                if args.compiled:
+                    row += [f"{t['compiled'] * 1e3:.0f}", f"**{t['compiled'] / t['local']:.3f}**"]
                 rows.append(row)
-                print(f"  {rule} {dtype} {mode}: {t['infini'] / t['local']:.3f}", flush=True)
+                compiled = f", compiled {t['compiled'] / t['local']:.3f}" if args.compiled else ""
+                print(f"  {rule} {dtype} {mode}: {t['infini'] / t['local']:.3f}{compiled}", flush=True)
     print()
     headers = ["rule", "dtype", "pass", "infini ms", "local ms", "infini / local"]
     if baseline is not None:
         headers += ["baseline infini ms", "baseline / local"]
+    if args.compiled:
+        headers += ["compiled infini ms", "compiled / local"]
     print(bc.table(headers, rows))
 
 

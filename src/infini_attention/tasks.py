@@ -79,7 +79,9 @@ class PasskeyTask:
             name = f"passkey_{length}"
             out[f"{name}_memory_acc"] = sum(r.accuracy for r in memory) / len(memory)
             out[f"{name}_memory_digits"] = sum(r.digit_accuracy for r in memory) / len(memory)
-            out[f"{name}_key_share"] = sum(r.memory_share or 0.0 for r in memory) / len(memory)
+            shares = [r.memory_share for r in memory if r.memory_share is not None]
+            if shares:  # none for the deltanet rule, which has no normaliser
+                out[f"{name}_key_share"] = sum(shares) / len(shares)
             out[f"{name}_end_acc"] = local.accuracy
         return out
 

@@ -15,11 +15,15 @@ def map_segment_pieces(
     piece starts on a segment boundary. Returns the outputs concatenated along the length and the
     last state.
     """
-    outputs, start, length = [], 0, q.shape[2]
-    while start < length:
-        end = min(length, start + segment_len - state.k.shape[2])  # stop at the segment's end
-        piece = slice(start, end)
-        out, state = attend_piece(q[:, :, piece], k[:, :, piece], v[:, :, piece], state)
+    length, first = q.shape[2], segment_len - state.k.shape[2]  # the first piece ends the unfinished segment
+    sizes = [min(first, length)]
+    sizes += [segment_len] * ((length - sizes[0]) // segment_len)  # later pieces: whole segments...
+    if sum(sizes) < length:
+        sizes.append(length - sum(sizes))  # ...and maybe a partial last one
+    # split, not one slice per piece: the backward of a slice fills a zero tensor as large as the
+    # whole input for every piece (quadratic in the number of segments), split's is one cat
+    outputs = []
+    for piece in zip(q.split(sizes, dim=2), k.split(sizes, dim=2), v.split(sizes, dim=2)):
+        out, state = attend_piece(*piece, state)
         outputs.append(out)
-        start = end
     return (torch.cat(outputs, dim=2) if len(outputs) > 1 else outputs[0]), state

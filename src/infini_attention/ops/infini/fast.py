@@ -92,8 +92,8 @@ def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps, write_gate
         group = q.shape[1] // state.z.shape[1]
         has_memory = written.repeat_interleave(group, dim=1)  # (B, H)
         gate = gate * has_memory[:, :, None, None]
-        # lerp = a_dot + gate * (a_mem - a_dot) in one pass instead of three, mixed in float32
-        out = torch.lerp(a_dot.float(), a_mem, gate).to(a_dot.dtype)
+        # lerp = a_dot + gate * (a_mem - a_dot) in one pass instead of three, in the compute dtype
+        out = torch.lerp(a_dot, a_mem.to(a_dot.dtype), gate.to(a_dot.dtype))
 
     if p + m < segment_len:  # the segment is unfinished: keep its keys and values for later
         if beta is None:
@@ -146,12 +146,18 @@ def _normalised(read: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 def _retrieve(q, M, z, eps):
-    """Eq 7: A_mem = sigma(Q) M / (sigma(Q) z), in float32 for query heads grouped over kv heads."""
+    """Eq 7: A_mem = sigma(Q) M / (sigma(Q) z) for query heads grouped over kv heads.
+
+    The matmul runs in q's dtype, the compute dtype (bf16 under autocast, like every other matmul of
+    the layer), against a copy of the float32 [M | z] in that dtype; the division runs in float32.
+    M and z themselves are never stored in anything but float32.
+    """
     batch, heads, m, dk = q.shape
     kv_heads, dv = M.shape[1], M.shape[-1]
     with torch.autocast(q.device.type, enabled=False):
-        sq = sigma(q.float()).reshape(batch, kv_heads, (heads // kv_heads) * m, dk)  # heads grouped by kv head
-        a_mem = _normalised(sq @ _memory_with_norm(M, z), eps)  # (B, Hkv, G*m, dv)
+        sq = sigma(q).reshape(batch, kv_heads, (heads // kv_heads) * m, dk)  # heads grouped by kv head
+        read = sq @ _memory_with_norm(M, z).to(q.dtype)  # (B, Hkv, G*m, dv+1)
+        a_mem = _normalised(read.float(), eps)
     return a_mem.reshape(batch, heads, m, dv)
 
 
@@ -168,12 +174,12 @@ def _write(M, z, keys, values, rule, eps):
 
 
 def _retrieve_unit(q, M):
-    """`deltanet` read: unit(Q) M_{s-1}, no normaliser, grouped as in `_retrieve`."""
+    """`deltanet` read: unit(Q) M_{s-1}, no normaliser, grouped and in the compute dtype as in `_retrieve`."""
     batch, heads, m, dk = q.shape
     kv_heads, dv = M.shape[1], M.shape[-1]
     with torch.autocast(q.device.type, enabled=False):
-        uq = F.normalize(q.float(), dim=-1).reshape(batch, kv_heads, (heads // kv_heads) * m, dk)
-        a_mem = uq @ M
+        uq = F.normalize(q, dim=-1).reshape(batch, kv_heads, (heads // kv_heads) * m, dk)
+        a_mem = uq @ M.to(q.dtype)
     return a_mem.reshape(batch, heads, m, dv)
 
 
