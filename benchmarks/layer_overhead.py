@@ -71,7 +71,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5, help="interleaved repetitions (the median is reported)")
     p.add_argument("--segments", type=int, default=4, help="sequence length in segments")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--rules", default="linear,delta")
+    p.add_argument("--rules", default="linear,delta", help="comma-separated: linear, delta, deltanet")
     p.add_argument("--baseline", default=None, help="another fast.py to time as well (before/after a change)")
     p.add_argument("--compiled", action="store_true", help="also time the opt-in compiled memory path")
     args = p.parse_args()
@@ -88,7 +88,8 @@ def main() -> None:
     for rule in args.rules.split(","):
         infini = InfiniAttention(hidden, heads, head_dim=head_dim, segment_len=n, rule=rule)
         local = LocalAttention(hidden, heads, head_dim=head_dim, segment_len=n)
-        local.load_state_dict({k: v for k, v in infini.state_dict().items() if k != "beta"})  # same weights
+        shared = local.state_dict().keys()  # the projections: same weights
+        local.load_state_dict({k: v for k, v in infini.state_dict().items() if k in shared})
         for dtype in ("fp32", "bf16"):
             for mode in ("forward", "forward+backward"):
 

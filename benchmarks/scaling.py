@@ -4,12 +4,17 @@ Two shapes, each streamed under torch.no_grad() in blocks of 8K tokens (logits f
 of each block only, as `infini stream` does):
 - `tiny`: the whole `tiny` preset model (2 layers, 4 heads of 16, segment 64), to 1M tokens;
 - `paper-lm layer`: ONE InfiniAttention layer of the paper's LM (hidden 1024, 8 heads of 128,
-  segment 2048) fed random hidden states, to 128K tokens by default (`--paper-tokens 1M` takes
-  ~30 minutes here); a 12-layer model costs 12x the time and is not run.
+  segment 2048) fed random hidden states, to 128K tokens by default (`--paper-tokens 1M` took
+  ~4 minutes on a quiet core); a 12-layer model costs 12x the time and is not run.
 Time: in one process, each of the last 10 blocks of the long stream is followed by a block of a
 fresh stream (tokens 0-8K), so the two are timed side by side; the ratio is of the medians over
-those 10 blocks. Peak RSS (VmHWM): a fresh process per length, one streaming 8K tokens, the other the whole length.
-Target: both ratios <= 1.05.
+those 10 blocks. Peak RSS (VmHWM) of the same process after its first 8K-token block and after
+the long stream's last block before the 10 timed ones (which add a second stream): within one
+process, so that the run-to-run variation of the peak (identical 8K runs of the paper-lm layer
+peaked between 480 and 690 MiB) does not read as growth with length. The workers run with glibc's mmap threshold fixed at its
+initial 128 KiB (`MALLOC_MMAP_THRESHOLD_=131072`): glibc otherwise raises it after large frees and
+keeps later large blocks in its heap, which made the same stream's peak creep by up to ~17% or not
+at all from run to run (and ran ~20% faster). `--default-malloc` measures with glibc's default.
 
     python benchmarks/scaling.py            # ~10 minutes on 2 CPU cores
     python benchmarks/scaling.py --quick    # smoke run: 16K vs 8K tokens, tiny only
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import bench_common as bc  # first: it sets the OpenMP environment before torch loads
@@ -57,16 +63,18 @@ def worker(shape: str, tokens: int, timing: int) -> None:
     long_t, fresh_t = [], []
     with torch.no_grad():
         step(0, None)  # warm-up: first-call allocations and kernel selection
-        state, blocks = None, tokens // BLOCK
+        state, blocks, rss_8k, rss_long = None, tokens // BLOCK, None, None
         for i in range(blocks):
             start = time.perf_counter()
             state = step(i, state)
             long_t.append((time.perf_counter() - start) / BLOCK)
+            rss_8k = rss_8k or bc.peak_rss()  # after the first block
             if timing and i >= blocks - 10:
+                rss_long = rss_long or bc.peak_rss()  # before the first block of the timing stream
                 start = time.perf_counter()
                 step(i, None)
                 fresh_t.append((time.perf_counter() - start) / BLOCK)
-    result = {"peak_rss": bc.peak_rss()}
+    result = {"peak_rss": bc.peak_rss(), "peak_rss_8k": rss_8k, "peak_rss_long": rss_long or bc.peak_rss()}
     if timing:
         med = lambda t: sorted(t[-10:])[len(t[-10:]) // 2]
         result.update(long_us=1e6 * med(long_t), fresh_us=1e6 * med(fresh_t))
@@ -79,6 +87,7 @@ def main() -> None:
     p.add_argument("--tokens", default=None, help="long stream length (default 1M = 2**20)")
     p.add_argument("--shapes", default="tiny,paper-lm")
     p.add_argument("--paper-tokens", default=str(1 << 17), help="long stream length of the paper-lm layer")
+    p.add_argument("--default-malloc", action="store_true", help="leave glibc's dynamic mmap threshold on")
     p.add_argument("--worker", nargs=3, metavar=("SHAPE", "TOKENS", "TIMING"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -88,14 +97,16 @@ def main() -> None:
     shapes = ["tiny"] if args.quick else args.shapes.split(",")
     paper_long = parse_count(args.paper_tokens)
     bc.setup()
+    if not args.default_malloc:
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = "131072"  # inherited by the workers
     print(f"machine: {bc.machine()}")
-    print(f"streaming in blocks of {BLOCK} tokens, torch.no_grad(), fp32; fresh process per length")
+    print(f"streaming in blocks of {BLOCK} tokens, torch.no_grad(), fp32; a fresh process per shape")
+    print(f"allocator: MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset (glibc default)')}")
     rows = []
     for shape in shapes:
         length = long if shape == "tiny" or args.quick else paper_long
-        rss_short = bc.run_worker(__file__, [shape, str(BLOCK), "0"])["peak_rss"]
-        t = bc.run_worker(__file__, [shape, str(length), "1"])  # its fresh 8K blocks need no more memory
-        big = t["peak_rss"]
+        t = bc.run_worker(__file__, [shape, str(length), "1"])
+        rss_short, big = t["peak_rss_8k"], t["peak_rss_long"]
         name = "tiny (model)" if shape == "tiny" else "paper-lm (1 layer)"
         rows.append(
             [
@@ -112,7 +123,7 @@ def main() -> None:
         print(f"  {name}: done", flush=True)
     print()
     headers = ["shape", "long stream", "us/token @0-8K", "us/token @end", "time ratio"]
-    print(bc.table(headers + ["peak RSS 8K", "peak RSS long", "RSS ratio"], rows))
+    print(bc.table(headers + ["peak RSS after 8K", "peak RSS at end", "RSS ratio"], rows))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPTS = ["layer_overhead", "scaling", "vs_full", "vs_peers", "bf16", "decoding"]
+SCRIPTS = ["layer_overhead", "scaling", "vs_full", "vs_peers", "bf16", "decoding", "profile_layer"]
 NEEDS = {"vs_peers": "infini_transformer_pytorch"}  # a dev-only dependency (requirements-dev.txt)
 
 

@@ -214,6 +214,18 @@ def test_bf16_autocast_keeps_state_float32_and_finite():
     assert_close(state.M, ref_state.M, atol=1e-3, rtol=1e-3, what="memory written from bf16 inputs")
 
 
+def test_float16_reads_a_memory_beyond_its_range_in_float32():
+    """z sums every token ever read, so it outgrows float16 (max 65504): a float16 caller's memory
+    read must not overflow to inf/nan (it runs in float32; bf16 shares float32's range)."""
+    q, k, v, beta, M0, z0 = make_inputs(N, requires_grad=False)
+    state = InfiniState(M0 * 1e6, z0 * 1e6, k[:, :, :0], v[:, :, :0])
+    ref, _ = infini_attention(q, k, v, beta, segment_len=N, rope=rope(), state=state)
+    half = InfiniState(state.M, state.z, k[:, :, :0].half(), v[:, :, :0].half())
+    out, _ = infini_attention(q.half(), k.half(), v.half(), beta, segment_len=N, rope=rope(), state=half)
+    assert out.dtype == torch.float16 and torch.isfinite(out).all()
+    assert_close(out.float(), ref, atol=1e-2, rtol=1e-2, what="float16 output")
+
+
 def test_unknown_rule_is_rejected():
     q, k, v, beta, *_ = make_inputs(4, requires_grad=False)
     with pytest.raises(ValueError, match="rule"):

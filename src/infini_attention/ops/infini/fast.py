@@ -145,18 +145,25 @@ def _normalised(read: torch.Tensor, eps: float) -> torch.Tensor:
     return num / (den + eps)
 
 
+def _read_dtype(q: torch.Tensor) -> torch.dtype:
+    """The memory read's matmul dtype: q's, unless its range is too small for z (float16 overflows
+    at 65504, and z is a sum over every token read), in which case float32."""
+    return torch.float32 if q.dtype == torch.float16 else q.dtype
+
+
 def _retrieve(q, M, z, eps):
     """Eq 7: A_mem = sigma(Q) M / (sigma(Q) z) for query heads grouped over kv heads.
 
-    The matmul runs in q's dtype, the compute dtype (bf16 under autocast, like every other matmul of
-    the layer), against a copy of the float32 [M | z] in that dtype; the division runs in float32.
-    M and z themselves are never stored in anything but float32.
+    The matmul runs in the compute dtype (`_read_dtype`: bf16 under bf16 autocast, like every other
+    matmul of the layer) against a copy of the float32 [M | z] in that dtype; the division runs in
+    float32. M and z themselves are never stored in anything but float32.
     """
     batch, heads, m, dk = q.shape
     kv_heads, dv = M.shape[1], M.shape[-1]
+    dtype = _read_dtype(q)
     with torch.autocast(q.device.type, enabled=False):
-        sq = sigma(q).reshape(batch, kv_heads, (heads // kv_heads) * m, dk)  # heads grouped by kv head
-        read = sq @ _memory_with_norm(M, z).to(q.dtype)  # (B, Hkv, G*m, dv+1)
+        sq = sigma(q.to(dtype)).reshape(batch, kv_heads, (heads // kv_heads) * m, dk)  # heads grouped by kv head
+        read = sq @ _memory_with_norm(M, z).to(dtype)  # (B, Hkv, G*m, dv+1)
         a_mem = _normalised(read.float(), eps)
     return a_mem.reshape(batch, heads, m, dv)
 
@@ -177,9 +184,10 @@ def _retrieve_unit(q, M):
     """`deltanet` read: unit(Q) M_{s-1}, no normaliser, grouped and in the compute dtype as in `_retrieve`."""
     batch, heads, m, dk = q.shape
     kv_heads, dv = M.shape[1], M.shape[-1]
+    dtype = _read_dtype(q)
     with torch.autocast(q.device.type, enabled=False):
-        uq = F.normalize(q, dim=-1).reshape(batch, kv_heads, (heads // kv_heads) * m, dk)
-        a_mem = uq @ M.to(q.dtype)
+        uq = F.normalize(q.to(dtype), dim=-1).reshape(batch, kv_heads, (heads // kv_heads) * m, dk)
+        a_mem = uq @ M.to(dtype)
     return a_mem.reshape(batch, heads, m, dv)
 
 
