@@ -17,6 +17,7 @@ N = 16
         dict(attention="infini", rule="delta"),
         dict(attention="infini", rule="linear", key_shift=True),
         dict(attention="infini", rule="deltanet", key_shift=True),
+        dict(attention="infini", rule="delta", sharpness=True),
         dict(attention="local"),
         dict(attention="full"),
         dict(attention="xl"),

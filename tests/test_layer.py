@@ -20,6 +20,7 @@ def layer(cls=InfiniAttention, **kw):
         (InfiniAttention, {"rule": "linear"}),
         (InfiniAttention, {"rule": "delta"}),
         (InfiniAttention, {"rule": "deltanet"}),
+        (InfiniAttention, {"rule": "delta", "sharpness": True}),
         (LocalAttention, {}),
         (FullAttention, {}),
         (XLAttention, {}),

@@ -19,10 +19,10 @@ def tiny(**overrides):
 
 
 def randomize_key_shift(model):
-    """The key-shift projection and the deltanet write strengths start at zero; tests need them to do something."""
+    """Key shift, deltanet write strengths and sharpness start at zero; tests need them to do something."""
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith(("shift_proj.weight", "write_weight", "write_bias")):
+            if name.endswith(("shift_proj.weight", "write_weight", "write_bias", "log_sharpness")):
                 p.normal_(0.0, 0.2)
 
 
@@ -31,6 +31,7 @@ KINDS = [
     dict(attention="infini", rule="delta"),
     dict(attention="infini", rule="delta", key_shift=True),
     dict(attention="infini", rule="deltanet", key_shift=True),
+    dict(attention="infini", rule="linear", key_shift=True, sharpness=True),
     dict(attention="local"),
     dict(attention="full"),
     dict(attention="xl"),

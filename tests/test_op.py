@@ -170,6 +170,34 @@ def test_memory_is_read_before_it_is_updated(rule):
     assert_close(out[0, 0, N:], expected, what="second segment's memory read")
 
 
+@pytest.mark.parametrize("rule", ["linear", "delta"])
+@pytest.mark.parametrize("length", [N - 1, 3 * N + 5])
+def test_feature_scale_matches_reference_outputs_and_gradients(rule, length):
+    """The `sharpness` variant: sigma(scale * x) in the memory path, one scale per key/value head."""
+    q, k, v, beta, M0, z0 = make_inputs(length)
+    scale = torch.tensor([0.5, 3.0], requires_grad=True)
+    opts = dict(segment_len=N, rule=rule, rope=rope(), feature_scale=scale)
+    out_ref, (M_ref, z_ref) = infini_attention_naive(q, k, v, beta, initial_state=(M0, z0), **opts)
+    state = InfiniState(M0, z0, k[:, :, :0].detach(), v[:, :, :0].detach())
+    out, state = infini_attention(q, k, v, beta, state=state, **opts)
+    assert_close(out, out_ref, what="output")
+    assert_close(state.M, M_ref, what="M")
+    weights = torch.randn_like(out_ref)
+    inputs = [q, k, v, beta, M0, z0, scale]
+    grads_ref = torch.autograd.grad((out_ref * weights).sum() + M_ref.sum() * 1e-2, inputs, allow_unused=True)
+    grads = torch.autograd.grad((out * weights).sum() + state.M.sum() * 1e-2, inputs, allow_unused=True)
+    for name, g, g_ref in zip("q k v beta M0 z0 scale".split(), grads, grads_ref):
+        if g_ref is None:
+            assert g is None or not g.any(), f"grad {name}"
+            continue
+        assert_close(g, g_ref, atol=1e-4, what=f"grad {name}")
+    assert grads_ref[-1].abs().sum() > 0, "the scale is learned"
+    plain, _ = infini_attention(
+        q, k, v, beta, segment_len=N, rule=rule, rope=rope(), state=InfiniState(M0, z0, k[:, :, :0], v[:, :, :0])
+    )
+    assert not torch.allclose(out, plain), "the scale changes what the memory returns"
+
+
 def test_deltanet_memory_read_before_it_is_updated_and_bounded():
     """The variant's second segment reads unit(q) M_1, with M_1 written token by token by hand; a
     segment repeated many times stops changing the memory."""

@@ -78,7 +78,10 @@ class _NeedleProbe:
                 lo, hi = max(start - offset, 0), min(end - offset, length)
                 if lo >= hi:
                     continue
-                part = sigma(k[b, lo:hi].float()).view(hi - lo, layer.num_key_value_heads, layer.head_dim)
+                part = k[b, lo:hi].float().view(hi - lo, layer.num_key_value_heads, layer.head_dim)
+                if layer.sharpness:
+                    part = part * layer.feature_scale().float()[:, None]
+                part = sigma(part)
                 if self.z_needle[i] is None:
                     self.z_needle[i] = torch.zeros(len(self.needles), layer.num_key_value_heads, layer.head_dim)
                 self.z_needle[i][b] += part.sum(0)
@@ -98,7 +101,10 @@ class _NeedleProbe:
             if self.z_needle[i] is None:
                 continue
             group = layer.num_heads // layer.num_key_value_heads
-            sq = sigma(self.last_q[i])  # (B, H, d)
+            q = self.last_q[i]  # (B, H, d)
+            if layer.sharpness:
+                q = q * layer.feature_scale().float().repeat_interleave(group)[None, :, None]
+            sq = sigma(q)
             zs = state.layers[i].z.repeat_interleave(group, dim=1)  # (B, H, d)
             zn = self.z_needle[i].repeat_interleave(group, dim=1)
             share = (sq * zn).sum(-1) / ((sq * zs).sum(-1) + EPS)  # (B, H)

@@ -106,10 +106,20 @@ class InfiniAttention(_Attention):
     ops/infini/README.md).
     """
 
-    def __init__(self, *args, rule: str = "linear", beta_init: float = 0.0, key_shift: bool = False, **kwargs):
+    def __init__(
+        self,
+        *args,
+        rule: str = "linear",
+        beta_init: float = 0.0,
+        key_shift: bool = False,
+        sharpness: bool = False,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         if rule not in RULES:
             raise ValueError(f"unknown memory rule {rule!r}: expected one of {', '.join(RULES)}")
+        if sharpness and rule == "deltanet":
+            raise ValueError("sharpness is a variant of the linear and delta rules (deltanet keys have norm 1)")
         self.rule = rule
         self.beta = nn.Parameter(torch.full((self.num_heads,), float(beta_init)))
         if rule == "deltanet":
@@ -119,6 +129,12 @@ class InfiniAttention(_Attention):
         # Variant, not in the paper (off by default): k_t = W_k x_t + W_s x_{t-1}, so that a key can
         # say which token came before it, the order information an ordered recall through the
         # memory needs (see runs/EXPERIMENTS.md). W_s starts at zero: the layer starts as the paper's.
+        # Variant, not in the paper (off by default): the memory sees sigma(exp(a_j) x) instead of
+        # sigma(x), one learned a_j per key/value head, starting at 0 (the paper's sigma). A larger
+        # scale makes ELU + 1 features sparser: filler keys can match a query less.
+        self.sharpness = sharpness
+        if sharpness:
+            self.log_sharpness = nn.Parameter(torch.zeros(self.num_key_value_heads))
         self.key_shift = key_shift
         if key_shift:
             self.shift_proj = nn.Linear(self.hidden_size, self.num_key_value_heads * self.head_dim, bias=False)
@@ -141,8 +157,13 @@ class InfiniAttention(_Attention):
             rope=self._segment_rope(x.device),
             state=state,
             write_gate=(self.write_weight, self.write_bias) if self.rule == "deltanet" else None,
+            feature_scale=self.feature_scale(),
         )
         return self._merge(out), state
+
+    def feature_scale(self) -> torch.Tensor | None:
+        """The `sharpness` variant's scale inside sigma per key/value head, or None (the paper's sigma)."""
+        return self.log_sharpness.exp() if self.sharpness else None
 
     def _shift_keys(self, x: torch.Tensor, k: torch.Tensor, state: InfiniState):
         """Add W_s x_{t-1} to every key; the last token's term is carried in the state for the next call."""

@@ -23,6 +23,7 @@ class ModelConfig:
     rule: str = "linear"
     beta_init: float = 0.0  # initial gate logit of eq 10 (sigmoid(0) = 0.5, where the gate learns fastest)
     key_shift: bool = False  # `infini` variant, not in the paper: keys also see the previous token
+    sharpness: bool = False  # `infini` variant, not in the paper: a learned scale inside sigma per kv head
     rope_theta: float = 10000.0  # RoPE base, local attention only
     norm_eps: float = 1e-6  # RMSNorm epsilon
     tie_embeddings: bool = False  # share the input embedding with the output projection
@@ -38,8 +39,11 @@ class ModelConfig:
 
         if self.attention not in ATTENTION_KINDS:
             raise ValueError(f"unknown attention kind {self.attention!r}: choose one of {sorted(ATTENTION_KINDS)}")
-        if self.key_shift and self.attention != "infini":
-            raise ValueError(f"key_shift is a variant of the 'infini' kind, not of {self.attention!r}")
+        for variant in ("key_shift", "sharpness"):
+            if getattr(self, variant) and self.attention != "infini":
+                raise ValueError(f"{variant} is a variant of the 'infini' kind, not of {self.attention!r}")
+        if self.sharpness and self.rule == "deltanet":
+            raise ValueError("sharpness is a variant of the linear and delta rules, not of deltanet")
         from infini_attention.ops.infini import RULES
 
         if self.rule not in RULES:

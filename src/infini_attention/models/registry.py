@@ -43,7 +43,9 @@ def build_attention(config, layer_index: int | None = None):
         rope_theta=config.rope_theta,
     )
     if cls is InfiniAttention:
-        kwargs.update(rule=config.rule, beta_init=config.beta_init, key_shift=config.key_shift)
+        kwargs.update(
+            rule=config.rule, beta_init=config.beta_init, key_shift=config.key_shift, sharpness=config.sharpness
+        )
     elif cls is MemorizingAttention:
         kwargs.update(top_k=config.knn_top_k, max_memories=config.knn_max_memories, beta_init=config.beta_init)
     return cls(**kwargs)

@@ -43,6 +43,7 @@ def infini_attention(
     state: InfiniState | KVState | None = None,
     eps: float = EPS,
     write_gate: tuple[torch.Tensor, torch.Tensor] | None = None,
+    feature_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, InfiniState | KVState]:
     """Infini-attention over q (B, H, L, dk), k (B, Hkv, L, dk), v (B, Hkv, L, dv); any L >= 1.
 
@@ -52,12 +53,16 @@ def infini_attention(
     rule: "linear" (eq 8), "delta" (eq 9) or "deltanet" (a variant, not the paper's: unit-norm keys
     and queries, a per-token write strength sigmoid(k . w + b) from write_gate = (w (Hkv, dk), b (Hkv,)),
     the exact token-by-token delta rule inside a segment and no normaliser z; see README.md).
+    feature_scale: (Hkv,) or None, the `sharpness` variant (linear and delta rules): the memory
+    sees sigma(scale * x) instead of sigma(x), one learned scale per key/value head.
     Returns the output (B, H, L, dv) in q's dtype and the new state (M and z in float32).
     """
     if rule not in RULES:
         raise ValueError(f"unknown memory rule {rule!r}: expected one of {', '.join(RULES)}")
     if beta is not None and (rule == "deltanet") != (write_gate is not None):
         raise ValueError("write_gate is needed by the deltanet rule and only by it")
+    if feature_scale is not None and rule == "deltanet":
+        raise ValueError("feature_scale has no effect under the deltanet rule (unit-norm keys)")
     if state is None:
         state = empty_state(q, k, v, memory=beta is not None)
     return map_segment_pieces(
@@ -66,11 +71,13 @@ def infini_attention(
         v,
         state,
         segment_len,
-        lambda q, k, v, state: _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps, write_gate),
+        lambda q, k, v, state: _attend_piece(
+            q, k, v, beta, state, segment_len, rule, rope, eps, write_gate, feature_scale
+        ),
     )
 
 
-def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps, write_gate):
+def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps, write_gate, feature_scale):
     """Tokens p..p+m-1 of one segment, where the state holds the segment's first p tokens."""
     p, m = state.k.shape[2], q.shape[2]
     keys = torch.cat([state.k, k], dim=2) if p else k  # (B, Hkv, p+m, dk), un-rotated
@@ -84,7 +91,9 @@ def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps, write_gate
             a_mem = _retrieve_unit(q, state.M)
             written = state.M.ne(0).flatten(2).any(-1)  # (B, Hkv)
         else:
-            a_mem = _retrieve(q, state.M, state.z, eps)  # eq 7, from M_{s-1}: before this segment's write
+            a_mem = _retrieve(
+                q, state.M, state.z, eps, feature_scale
+            )  # eq 7, from M_{s-1}: before this segment's write
             written = state.z.sum(-1) > 0
         gate = torch.sigmoid(beta.float())[None, :, None, None]  # eq 10, (1, H, 1, 1)
         # An empty memory (nothing written yet: the first segment) has nothing to say: its gate
@@ -108,7 +117,7 @@ def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps, write_gate
     if rule == "deltanet":
         M, z = _write_unit(state.M, keys, values, write_gate), state.z
     else:
-        M, z = _write(state.M, state.z, keys, values, rule, eps)  # eqs 8-9
+        M, z = _write(state.M, state.z, keys, values, rule, eps, feature_scale)  # eqs 8-9
     return out, dataclasses.replace(state, M=M, z=z, k=empty_k, v=empty_v)
 
 
@@ -151,7 +160,12 @@ def _read_dtype(q: torch.Tensor) -> torch.dtype:
     return torch.float32 if q.dtype == torch.float16 else q.dtype
 
 
-def _retrieve(q, M, z, eps):
+def _per_kv_head(scale: torch.Tensor | None, dtype: torch.dtype):
+    """A (Hkv,) feature scale shaped to multiply (B, Hkv, rows, d) tensors, or None."""
+    return None if scale is None else scale.to(dtype)[None, :, None, None]
+
+
+def _retrieve(q, M, z, eps, feature_scale=None):
     """Eq 7: A_mem = sigma(Q) M / (sigma(Q) z) for query heads grouped over kv heads.
 
     The matmul runs in the compute dtype (`_read_dtype`: bf16 under bf16 autocast, like every other
@@ -162,16 +176,22 @@ def _retrieve(q, M, z, eps):
     kv_heads, dv = M.shape[1], M.shape[-1]
     dtype = _read_dtype(q)
     with torch.autocast(q.device.type, enabled=False):
-        sq = sigma(q.to(dtype)).reshape(batch, kv_heads, (heads // kv_heads) * m, dk)  # heads grouped by kv head
+        sq = q.to(dtype).reshape(batch, kv_heads, (heads // kv_heads) * m, dk)  # heads grouped by kv head
+        if feature_scale is not None:
+            sq = sq * _per_kv_head(feature_scale, dtype)
+        sq = sigma(sq)
         read = sq @ _memory_with_norm(M, z).to(dtype)  # (B, Hkv, G*m, dv+1)
         a_mem = _normalised(read.float(), eps)
     return a_mem.reshape(batch, heads, m, dv)
 
 
-def _write(M, z, keys, values, rule, eps):
+def _write(M, z, keys, values, rule, eps, feature_scale=None):
     """Eqs 8-9: fold one finished segment's keys (B, Hkv, N, dk) and values into M and z, in float32."""
     with torch.autocast(keys.device.type, enabled=False):
-        sk = sigma(keys.float())
+        keys = keys.float()
+        if feature_scale is not None:
+            keys = keys * _per_kv_head(feature_scale, torch.float32)
+        sk = sigma(keys)
         values = values.float()
         if rule == "delta":  # eq 9: subtract what the memory already returns for these keys
             values = values - _normalised(sk @ _memory_with_norm(M, z), eps)

@@ -38,6 +38,7 @@ def infini_attention_naive(
     initial_state: tuple[torch.Tensor, torch.Tensor] | None = None,
     eps: float = EPS,
     write_gate: tuple[torch.Tensor, torch.Tensor] | None = None,
+    feature_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """Infini-attention over a sequence that starts on a segment boundary.
 
@@ -47,6 +48,8 @@ def infini_attention_naive(
     Query head h reads key/value head h // (heads // kv_heads), as in grouped-query attention.
     write_gate: (weight (kv_heads, dk), bias (kv_heads,)) of the `deltanet` rule's write strength
     sigmoid(k . weight + bias); that rule only (see README.md).
+    feature_scale: (kv_heads,) or None, the `sharpness` variant: the memory sees sigma(scale * x)
+    instead of sigma(x) for the queries and keys of each key/value head (linear and delta rules).
 
     Returns the output (batch, heads, length, dv) in float32 and (M, z) after the last complete
     segment; a final partial segment is attended to but not written to the memory. The `deltanet`
@@ -56,7 +59,10 @@ def infini_attention_naive(
         raise ValueError(f"unknown rule {rule!r}")
     if (rule == "deltanet") != (write_gate is not None):
         raise ValueError("write_gate is needed by the deltanet rule and only by it")
+    if feature_scale is not None and rule == "deltanet":
+        raise ValueError("feature_scale has no effect under the deltanet rule (unit-norm keys)")
     q, k, v, beta = q.float(), k.float(), v.float(), beta.float()
+    scale = torch.ones(k.shape[1]) if feature_scale is None else feature_scale.float()
     batch, heads, length, dk = q.shape
     kv_heads, dv = k.shape[1], v.shape[-1]
     group = heads // kv_heads
@@ -99,7 +105,7 @@ def infini_attention_naive(
                 if rule == "deltanet":
                     a_mem = unit(qs) @ M[b][j]  # no normaliser: unit keys keep M bounded
                 else:
-                    sq = sigma(qs)
+                    sq = sigma(scale[j] * qs)
                     a_mem = (sq @ M[b][j]) / (sq @ z[b][j] + eps)[:, None]
                 # Eq 10: the learned gate mixes memory and local attention.
                 g = torch.sigmoid(beta[h])
@@ -120,7 +126,7 @@ def infini_attention_naive(
                         s_t = torch.sigmoid(ks[t] @ write_gate[0][j].float() + write_gate[1][j].float())
                         M[b][j] = M[b][j] + s_t * torch.outer(kt, vs[t] - kt @ M[b][j])
                     continue
-                sk = sigma(ks)
+                sk = sigma(scale[j] * ks)
                 if rule == "delta":
                     # Eq 9: write only what the memory does not already return for these keys.
                     vs = vs - (sk @ M[b][j]) / (sk @ z[b][j] + eps)[:, None]
