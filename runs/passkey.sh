@@ -60,7 +60,7 @@ for stage in $STAGES; do
         --eval-every 200 --eval-lengths 4096 16384 --eval-keys 10 ;;
     eval)
       infini eval passkey --checkpoint "$OUT/$D/checkpoint" --lengths 1K 4K 16K 32K 128K 1M --depths 0 0.5 1 \
-        --keys 4 --ablation-up-to 32K --out "docs/results/passkey$SUFFIX" ;;
+        --keys 8 --ablation-up-to 32K --out "docs/results/passkey$SUFFIX" ;;
     ship)
       [ "$VARIANT" = shift ] || { echo "only the key_shift model is shipped"; continue; }
       mkdir -p src/infini_attention/assets/passkey
