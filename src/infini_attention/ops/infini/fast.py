@@ -65,19 +65,25 @@ def infini_attention(
         raise ValueError("feature_scale has no effect under the deltanet rule (unit-norm keys)")
     if state is None:
         state = empty_state(q, k, v, memory=beta is not None)
-    return map_segment_pieces(
-        q,
-        k,
-        v,
-        state,
-        segment_len,
-        lambda q, k, v, state: _attend_piece(
-            q, k, v, beta, state, segment_len, rule, rope, eps, write_gate, feature_scale
-        ),
-    )
+    memory = _Memory(rule, eps, write_gate, feature_scale)
+
+    def attend_piece(q, k, v, state):
+        return _attend_piece(q, k, v, beta, state, segment_len, rope, memory)
+
+    return map_segment_pieces(q, k, v, state, segment_len, attend_piece)
 
 
-def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps, write_gate, feature_scale):
+@dataclasses.dataclass(frozen=True)
+class _Memory:
+    """How the memory is read and written: the rule and its options (see `infini_attention`)."""
+
+    rule: str
+    eps: float
+    write_gate: tuple[torch.Tensor, torch.Tensor] | None
+    feature_scale: torch.Tensor | None
+
+
+def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: _Memory):
     """Tokens p..p+m-1 of one segment, where the state holds the segment's first p tokens."""
     p, m = state.k.shape[2], q.shape[2]
     keys = torch.cat([state.k, k], dim=2) if p else k  # (B, Hkv, p+m, dk), un-rotated
@@ -87,13 +93,12 @@ def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps, write_gate
     if beta is None:
         out = a_dot
     else:
-        if rule == "deltanet":
+        # eq 7, from M_{s-1}: before this segment's write
+        if memory.rule == "deltanet":
             a_mem = _retrieve_unit(q, state.M)
             written = state.M.ne(0).flatten(2).any(-1)  # (B, Hkv)
         else:
-            a_mem = _retrieve(
-                q, state.M, state.z, eps, feature_scale
-            )  # eq 7, from M_{s-1}: before this segment's write
+            a_mem = _retrieve(q, state.M, state.z, memory.eps, memory.feature_scale)
             written = state.z.sum(-1) > 0
         gate = torch.sigmoid(beta.float())[None, :, None, None]  # eq 10, (1, H, 1, 1)
         # An empty memory (nothing written yet: the first segment) has nothing to say: its gate
@@ -114,10 +119,10 @@ def _attend_piece(q, k, v, beta, state, segment_len, rule, rope, eps, write_gate
     empty_v = values.new_empty(*values.shape[:2], 0, values.shape[3])
     if beta is None:
         return out, KVState(empty_k, empty_v)
-    if rule == "deltanet":
-        M, z = _write_unit(state.M, keys, values, write_gate), state.z
-    else:
-        M, z = _write(state.M, state.z, keys, values, rule, eps, feature_scale)  # eqs 8-9
+    if memory.rule == "deltanet":
+        M, z = _write_unit(state.M, keys, values, memory.write_gate), state.z
+    else:  # eqs 8-9
+        M, z = _write(state.M, state.z, keys, values, memory.rule, memory.eps, memory.feature_scale)
     return out, dataclasses.replace(state, M=M, z=z, k=empty_k, v=empty_v)
 
 
