@@ -103,7 +103,7 @@ class InfiniAttention(_Attention):
     where sigmoid's gradient is largest; -100 or +10 as in some public code cannot learn).
     rule: "linear" (eq 8), "delta" (eq 9), or "deltanet", a variant that is not the paper's (unit-norm
     keys, a learned per-token write strength in `write_weight`/`write_bias`, no normaliser; see
-    ops/infini/README.md).
+    ops/infini/README.md). key_shift and sharpness: variants, off by default (comments below).
     """
 
     def __init__(
@@ -126,15 +126,15 @@ class InfiniAttention(_Attention):
             # write strength sigmoid(k_t . w + b) per key/value head; w = 0, b = 0: every token at 0.5
             self.write_weight = nn.Parameter(torch.zeros(self.num_key_value_heads, self.head_dim))
             self.write_bias = nn.Parameter(torch.zeros(self.num_key_value_heads))
-        # Variant, not in the paper (off by default): k_t = W_k x_t + W_s x_{t-1}, so that a key can
-        # say which token came before it, the order information an ordered recall through the
-        # memory needs (see runs/EXPERIMENTS.md). W_s starts at zero: the layer starts as the paper's.
         # Variant, not in the paper (off by default): the memory sees sigma(exp(a_j) x) instead of
         # sigma(x), one learned a_j per key/value head, starting at 0 (the paper's sigma). A larger
         # scale makes ELU + 1 features sparser: filler keys can match a query less.
         self.sharpness = sharpness
         if sharpness:
             self.log_sharpness = nn.Parameter(torch.zeros(self.num_key_value_heads))
+        # Variant, not in the paper (off by default): k_t = W_k x_t + W_s x_{t-1}, so that a key can
+        # say which token came before it, the order information an ordered recall through the
+        # memory needs (see runs/EXPERIMENTS.md). W_s starts at zero: the layer starts as the paper's.
         self.key_shift = key_shift
         if key_shift:
             self.shift_proj = nn.Linear(self.hidden_size, self.num_key_value_heads * self.head_dim, bias=False)
