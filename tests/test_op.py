@@ -198,6 +198,19 @@ def test_feature_scale_matches_reference_outputs_and_gradients(rule, length):
     assert not torch.allclose(out, plain), "the scale changes what the memory returns"
 
 
+def test_deltanet_write_in_chunks_matches_the_reference():
+    """Segments longer than the write's chunk (64 tokens) are folded chunk by chunk, exactly."""
+    n = 150  # two full chunks and a partial one
+    q, k, v = torch.randn(1, 2, 2 * n + 7, DK), torch.randn(1, 1, 2 * n + 7, DK), torch.randn(1, 1, 2 * n + 7, DK)
+    gate = (torch.randn(1, DK), torch.randn(1))
+    beta = torch.zeros(2)
+    opts = dict(segment_len=n, rule="deltanet", write_gate=gate)
+    out_ref, (M_ref, _) = infini_attention_naive(q, k, v, beta, **opts)
+    out, state = infini_attention(q, k, v, beta, **opts)
+    assert_close(state.M, M_ref, what="M after two 150-token segments")
+    assert_close(out, out_ref, what="output")
+
+
 def test_deltanet_memory_read_before_it_is_updated_and_bounded():
     """The variant's second segment reads unit(q) M_1, with M_1 written token by token by hand; a
     segment repeated many times stops changing the memory."""

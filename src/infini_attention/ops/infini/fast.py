@@ -216,13 +216,18 @@ def _retrieve_unit(q, M):
     return a_mem.reshape(batch, heads, m, dv)
 
 
-def _write_unit(M, keys, values, write_gate):
-    """`deltanet` write of one finished segment: the token-by-token delta rule, all tokens at once.
+WRITE_CHUNK = 64  # tokens per triangular solve of the deltanet write
 
-    Token by token, M_t = M_{t-1} + s_t k_t (v_t - k_t M_{t-1}) with unit keys k_t. Unrolled, M_N =
-    M_0 + K^T U where the rows u_t = s_t (v_t - k_t M_0 - sum_{i<t} (k_t . k_i) u_i) solve the unit lower
-    triangular system (I + diag(s) tril(K K^T, -1)) U = diag(s) (V - K M_0) (Yang et al., 2024): one
-    triangular solve instead of N sequential steps.
+
+def _write_unit(M, keys, values, write_gate):
+    """`deltanet` write of one finished segment: the token-by-token delta rule, a chunk at a time.
+
+    Token by token, M_t = M_{t-1} + s_t k_t (v_t - k_t M_{t-1}) with unit keys k_t. Unrolled over a
+    chunk of C tokens, M_C = M_0 + K^T U where the rows u_t = s_t (v_t - k_t M_0 - sum_{i<t} (k_t . k_i) u_i)
+    solve the unit lower triangular system (I + diag(s) tril(K K^T, -1)) U = diag(s) (V - K M_0)
+    (Yang et al., 2024): one C x C triangular solve instead of C sequential steps. Chunks of
+    WRITE_CHUNK tokens run in turn (exact: the rule is sequential), so the cost grows as N C d,
+    not N^2 d as one solve over the whole segment would.
     """
     weight, bias = write_gate
     with torch.autocast(keys.device.type, enabled=False):
@@ -230,11 +235,14 @@ def _write_unit(M, keys, values, write_gate):
         unit_keys = F.normalize(keys, dim=-1)  # (B, Hkv, N, dk)
         # write strength s_t = sigmoid(k_t . w + b) per key/value head: (B, Hkv, N, 1)
         strength = torch.sigmoid(keys @ weight.float()[None, :, :, None] + bias.float()[None, :, None, None])
-        rhs = strength * (values - unit_keys @ M)
-        # only the strictly lower triangle is read (unitriangular): the diagonal counts as 1
-        system = strength * (unit_keys @ unit_keys.transpose(-1, -2))
-        updates = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
-        return M + unit_keys.transpose(-1, -2) @ updates
+        chunks = zip(*(t.split(WRITE_CHUNK, dim=2) for t in (unit_keys, values, strength)))
+        for k, v, s in chunks:
+            rhs = s * (v - k @ M)
+            # only the strictly lower triangle is read (unitriangular): the diagonal counts as 1
+            system = s * (k @ k.transpose(-1, -2))
+            updates = torch.linalg.solve_triangular(system, rhs, upper=False, unitriangular=True)
+            M = M + k.transpose(-1, -2) @ updates
+        return M
 
 
 _EAGER = {"_retrieve": _retrieve, "_write": _write, "_retrieve_unit": _retrieve_unit, "_write_unit": _write_unit}
