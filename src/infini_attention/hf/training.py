@@ -37,7 +37,7 @@ from torch import nn
 
 from infini_attention.hf.cache import InfiniCache
 from infini_attention.hf.modeling import CONFIG_KEY, InfiniSettings, convert, gates, load_converted
-from infini_attention.models.transformer import stream_segments
+from infini_attention.models.transformer import check_input_ids, check_model_state, stream_segments
 from infini_attention.state import ModelState
 
 SETTINGS = ("segment_len", "rule", "beta_init")  # the --model fields that apply to a Hugging Face model
@@ -222,19 +222,12 @@ class HFTrainingModel(nn.Module):
         detach_every: int | None = None,
     ) -> tuple[torch.Tensor, ModelState]:
         """InfiniTransformer.forward's contract (see there) for the converted model."""
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.dtype.is_floating_point:
-            raise ValueError("input_ids must be an integer tensor of shape (batch, length)")
-        if input_ids.shape[1] < 1:
-            raise ValueError("empty sequence: input_ids must hold at least one token")
-        if state is None:
-            state = ModelState([None] * self.config.num_layers, 0)
-        elif not isinstance(state, ModelState) or len(state.layers) != self.config.num_layers:
-            raise ValueError(f"state must be a ModelState of {self.config.num_layers} layers, from this model")
+        check_input_ids(input_ids, self.config.vocab_size)
         logits, state = stream_segments(
             self._run,
             self.hf.lm_head,
             input_ids,
-            state,
+            check_model_state(state, self.config.num_layers),
             self.config.segment_len,  # _run's hidden is normed
             logits_to_keep=logits_to_keep,
             gradient_checkpointing=gradient_checkpointing,

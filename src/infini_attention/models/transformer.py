@@ -110,13 +110,13 @@ class InfiniTransformer(nn.Module):
         detach_every: cut the gradient through the memory after every k segments (truncated BPTT);
             None back-propagates through all segments.
         """
-        self._check_input(input_ids)
+        check_input_ids(input_ids, self.config.vocab_size)
         batch = input_ids.shape[0]
         logits, state = stream_segments(
             self._run,
             lambda hidden: self.lm_head(self.norm(hidden)),
             input_ids,
-            self._check_state(state, batch),
+            check_model_state(state, self.config.num_layers),
             self.config.segment_len,
             logits_to_keep=logits_to_keep,
             gradient_checkpointing=gradient_checkpointing,
@@ -146,33 +146,36 @@ class InfiniTransformer(nn.Module):
         ]
         return ModelState(layers, state.position)
 
-    def _check_input(self, input_ids: torch.Tensor) -> None:
-        if not isinstance(input_ids, torch.Tensor):
-            raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
-        if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
-            raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
-        if input_ids.dim() != 2:
-            raise ValueError(
-                f"input_ids must have shape (batch, length), got shape {tuple(input_ids.shape)}"
-                + (" (add a batch dimension with input_ids[None])" if input_ids.dim() == 1 else "")
-            )
-        if input_ids.shape[1] < 1:
-            raise ValueError("empty sequence: input_ids must hold at least one token")
-        low, high = int(input_ids.min()), int(input_ids.max())
-        if low < 0 or high >= self.config.vocab_size:
-            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size}), got values in [{low}, {high}]")
 
-    def _check_state(self, state: ModelState | None, batch: int) -> ModelState:
-        if state is None:
-            return ModelState([None] * self.config.num_layers, 0)
-        if not isinstance(state, ModelState):
-            raise TypeError(f"state must be a ModelState, got {type(state).__name__}")
-        if len(state.layers) != self.config.num_layers:
-            raise ValueError(
-                f"state has {len(state.layers)} layers, this model has {self.config.num_layers}: "
-                "was it made by another model?"
-            )
-        return state
+def check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+    """Clear errors for token ids that a model's forward cannot take: (batch, length >= 1) integers in [0, vocab)."""
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
+    if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    if input_ids.dim() != 2:
+        raise ValueError(
+            f"input_ids must have shape (batch, length), got shape {tuple(input_ids.shape)}"
+            + (" (add a batch dimension with input_ids[None])" if input_ids.dim() == 1 else "")
+        )
+    if input_ids.shape[1] < 1:
+        raise ValueError("empty sequence: input_ids must hold at least one token")
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0 or high >= vocab_size:
+        raise ValueError(f"token ids must lie in [0, {vocab_size}), got values in [{low}, {high}]")
+
+
+def check_model_state(state: ModelState | None, num_layers: int) -> ModelState:
+    """The state a forward continues from: a fresh one for None, else checked against the model's layers."""
+    if state is None:
+        return ModelState([None] * num_layers, 0)
+    if not isinstance(state, ModelState):
+        raise TypeError(f"state must be a ModelState, got {type(state).__name__}")
+    if len(state.layers) != num_layers:
+        raise ValueError(
+            f"state has {len(state.layers)} layers, this model has {num_layers}: was it made by another model?"
+        )
+    return state
 
 
 def stream_segments(
