@@ -21,15 +21,19 @@ def layer(cls=InfiniAttention, **kw):
         (InfiniAttention, {"rule": "delta"}),
         (InfiniAttention, {"rule": "deltanet"}),
         (InfiniAttention, {"rule": "delta", "sharpness": True}),
+        (InfiniAttention, {"rule": "linear", "key_shift": 3, "query_shift": 2}),
         (LocalAttention, {}),
         (FullAttention, {}),
         (XLAttention, {}),
         (MemorizingAttention, {"top_k": 5, "max_memories": 2 * N + 3}),
     ],
 )
-@pytest.mark.parametrize("split", [3, N, N + 5, 2 * N])
+@pytest.mark.parametrize("split", [1, 3, N, N + 5, 2 * N])
 def test_two_calls_carrying_state_equal_one_call(cls, kw, split):
     attn = layer(cls, **kw)
+    for name in ("shift_proj", "query_shift_proj"):  # they start at zero: make them do something
+        if hasattr(attn, name):
+            torch.nn.init.normal_(getattr(attn, name).weight, std=0.3)
     x = torch.randn(2, 4 * N + 3, 32)
     y, state = attn(x)
     y1, s1 = attn(x[:, :split])

@@ -19,7 +19,7 @@ def tiny(**overrides):
 
 
 def randomize_key_shift(model):
-    """Key shift, deltanet write strengths and sharpness start at zero; tests need them to do something."""
+    """Key and query shifts, deltanet write strengths and sharpness start at zero; tests need them to act."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith(("shift_proj.weight", "write_weight", "write_bias", "log_sharpness")):
@@ -32,6 +32,7 @@ KINDS = [
     dict(attention="infini", rule="delta", key_shift=True),
     dict(attention="infini", rule="deltanet", key_shift=True),
     dict(attention="infini", rule="linear", key_shift=True, sharpness=True),
+    dict(attention="infini", rule="linear", key_shift=3, query_shift=2),
     dict(attention="local"),
     dict(attention="full"),
     dict(attention="xl"),
@@ -145,9 +146,11 @@ def test_logits_to_keep():
     assert_close(last, full[:, -(N + 2) :], what="last logits")
 
 
-@pytest.mark.parametrize("rule,key_shift", [("delta", False), ("delta", True), ("deltanet", True)])
-def test_state_save_load_round_trip(tmp_path, rule, key_shift):
-    model = tiny(rule=rule, key_shift=key_shift)
+@pytest.mark.parametrize(
+    "rule,key_shift,query_shift", [("delta", False, 0), ("delta", True, 0), ("deltanet", True, 0), ("linear", 2, 3)]
+)
+def test_state_save_load_round_trip(tmp_path, rule, key_shift, query_shift):
+    model = tiny(rule=rule, key_shift=key_shift, query_shift=query_shift)
     ids = torch.randint(0, 256, (2, 3 * N + 5))
     logits, _ = model(ids)
     _, state = model(ids[:, : 2 * N + 3])
@@ -217,6 +220,36 @@ def test_key_shift_starts_as_the_paper_layer_and_keys_see_the_previous_token():
         assert_close(state.shift, attn.shift_proj(x[:, -1:]).view(1, 1, 2, 16).transpose(1, 2), what="carried term")
     with pytest.raises(ValueError, match="key_shift"):
         ModelConfig.from_name("tiny", attention="local", key_shift=True)
+
+
+def test_several_shift_taps_on_keys_and_queries():
+    """k_t = W_k x_t + sum_j W_{s,j} x_{t-j} (key_shift taps), q_t likewise (query_shift taps)."""
+    model = tiny(key_shift=3, query_shift=2)  # shift weights randomised
+    attn = model.layers[0].self_attn
+    seen = {}
+    attn.memory_keys.register_forward_hook(lambda m, args, out: seen.setdefault("k", []).append(out))
+    attn.memory_queries.register_forward_hook(lambda m, args, out: seen.setdefault("q", []).append(out))
+    x = torch.randn(1, 7, attn.hidden_size)
+    with torch.no_grad():
+        _, first = attn(x[:, :2])  # a call shorter than the taps: the terms owed to later tokens are carried
+        _, state = attn(x[:, 2:], first)
+
+        def shifted(proj, taps, heads, t):
+            w = proj.weight.view(taps, heads * 16, -1)
+            return sum(w[j - 1] @ x[0, t - j] for j in range(1, taps + 1) if t - j >= 0)
+
+        for t in range(7):
+            k = attn.k_proj(x[0, t]) + shifted(attn.shift_proj, 3, 2, t)
+            q = attn.q_proj(x[0, t]) + shifted(attn.query_shift_proj, 2, 4, t)
+            got_k = torch.cat(seen["k"], dim=2)[0, :, t].flatten()
+            got_q = torch.cat(seen["q"], dim=2)[0, :, t].flatten()
+            assert_close(got_k, k, what=f"key {t}")
+            assert_close(got_q, q, what=f"query {t}")
+    assert state.shift.shape == (1, 2, 3, 16) and state.query_shift.shape == (1, 4, 2, 16)
+    with pytest.raises(ValueError, match="query_shift"):
+        tiny(key_shift=3)(torch.ones(1, 2).long(), model(torch.ones(1, 2).long())[1])
+    with pytest.raises(ValueError, match="number of previous tokens"):
+        ModelConfig.from_name("tiny", key_shift=-1)
 
 
 def test_gate_parameters_are_the_betas():

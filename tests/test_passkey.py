@@ -146,32 +146,47 @@ def test_memory_reset_removes_what_the_memory_reads():
     assert not torch.allclose(real_logits[:, 64:], local_logits[:, 64:], atol=1e-3)
 
 
-@pytest.mark.parametrize("sharpness", [False, True])
-def test_memory_share_matches_a_brute_force_computation(sharpness):
+@pytest.mark.parametrize("variant", ["paper", "sharpness", "shift"])
+def test_memory_share_matches_a_brute_force_computation(variant):
     """Share of sigma(q) z on the needle, recomputed from captured projections: the max over layers and heads."""
-    model = tiny_model(sharpness=sharpness)
+    shift = variant == "shift"
+    model = tiny_model(sharpness=variant == "sharpness", key_shift=2 if shift else False, query_shift=int(shift))
     scales = [torch.ones(2), torch.ones(2)]
-    if sharpness:  # the memory sees sigma(c_j x): the probe must too
-        with torch.no_grad():
+    with torch.no_grad():
+        if variant == "sharpness":  # the memory sees sigma(c_j x): the probe must too
             for layer, a in zip(model.layers, ([0.7, -0.4], [-0.2, 0.5])):
                 layer.self_attn.log_sharpness.copy_(torch.tensor(a))
-        scales = [layer.self_attn.log_sharpness.detach().exp() for layer in model.layers]
+            scales = [layer.self_attn.log_sharpness.detach().exp() for layer in model.layers]
+        if shift:  # the memory sees k_t + W_1 x_{t-1} + W_2 x_{t-2} and q_t + W_1' x_{t-1}
+            for layer in model.layers:
+                layer.self_attn.shift_proj.weight.normal_(0.0, 0.1)
+                layer.self_attn.query_shift_proj.weight.normal_(0.0, 0.1)
     inst = passkey.make_instance(TOK, 640, 0.0, seed=0)
     row = evaluate_cell(model, TOK, 640, 0.0, 1)
     ids = inst.prompt_ids()[None]
     captured = [{}, {}]
     for layer, store in zip(model.layers, captured):
-        layer.self_attn.k_proj.register_forward_hook(lambda m, i, o, c=store: c.setdefault("k", []).append(o))
+        layer.self_attn.k_proj.register_forward_hook(lambda m, i, o, c=store: c.setdefault("k", []).append((i[0], o)))
         layer.self_attn.q_proj.register_forward_hook(lambda m, i, o, c=store: c.setdefault("q", []).append(o))
     with torch.no_grad():
         model(ids)
     sig = lambda x: torch.nn.functional.elu(x) + 1
+
+    def shifted(proj, x, taps, t):
+        w = proj.weight.view(taps, -1, x.shape[-1])
+        return sum(w[j - 1] @ x[t - j] for j in range(1, taps + 1) if t >= j)
+
     written = (640 // 64) * 64  # tokens folded into the memory before the answer
     start, end = inst.needle_spans[0]
     shares = []
-    for store, scale in zip(captured, scales):
-        k = torch.cat(store["k"], dim=1)[0].view(640, 2, 16)
-        q = store["q"][-1][0, -1].view(4, 16)
+    for store, scale, layer in zip(captured, scales, model.layers):
+        x = torch.cat([inputs for inputs, _ in store["k"]], dim=1)[0].detach()
+        k = torch.cat([out for _, out in store["k"]], dim=1)[0].detach()
+        q = store["q"][-1][0, -1].detach()
+        if shift:
+            k = torch.stack([k[t] + shifted(layer.self_attn.shift_proj, x, 2, t) for t in range(640)])
+            q = q + shifted(layer.self_attn.query_shift_proj, x, 1, 639)
+        k, q = k.view(640, 2, 16), q.view(4, 16)
         for h in range(4):
             j = h // 2
             num = sig(scale[j] * q[h]) @ sig(scale[j] * k[start:end, j]).sum(0)

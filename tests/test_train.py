@@ -108,6 +108,20 @@ def test_gate_has_its_own_group_without_weight_decay():
     assert n_params == len(list(model.parameters()))
 
 
+def test_sharpness_scales_get_their_own_group_only_when_asked():
+    for sharpness_lr, expected in [(None, None), (2e-2, 2e-2)]:
+        cfg = TrainConfig(lr=1e-3, sharpness_lr=sharpness_lr, model={"sharpness": True})
+        model = InfiniTransformer(cfg.model_config())
+        groups = {g["name"]: g for g in parameter_groups(model, cfg)}
+        scales = {id(layer.self_attn.log_sharpness) for layer in model.layers}
+        if expected is None:
+            assert "sharpness" not in groups and scales <= {id(p) for p in groups["no_decay"]["params"]}
+        else:
+            assert {id(p) for p in groups["sharpness"]["params"]} == scales
+            assert groups["sharpness"]["lr"] == expected and groups["sharpness"]["weight_decay"] == 0.0
+        assert sum(len(g["params"]) for g in groups.values()) == len(list(model.parameters()))
+
+
 def test_schedule_warms_up_then_decays_to_the_floor():
     cfg = TrainConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
     factors = [lr_factor(s, cfg) for s in range(101)]
@@ -274,3 +288,25 @@ def test_init_from_with_a_rule_that_adds_parameters(tmp_path, capsys):
     back.out = str(tmp_path / "back")
     with pytest.raises(ValueError, match="write_weight"):
         train(back, progress=False)
+
+
+def test_init_from_with_more_shift_taps_starts_as_the_checkpoint(tmp_path, capsys):
+    """--model key_shift=3 query_shift=1 from a key_shift=1 model: the old tap is kept, new taps start at
+    zero, so the first loss equals the checkpoint model's loss on the same batch."""
+    model = {"segment_len": 32, "key_shift": True}
+    train(TrainConfig(**{**TINY, "model": model}, steps=2, out=str(tmp_path / "one")), progress=False)
+    init = str(tmp_path / "one" / "checkpoint")
+    grown = {"key_shift": 3, "query_shift": 1}
+    cfg = TrainConfig(**{**TINY, "model": grown, "lr": 0.0}, gate_lr=0.0, steps=1, init_from=init)
+    cfg.out = str(tmp_path / "three")
+    train(cfg, progress=False)
+    assert "grows from 32 to 96 rows" in capsys.readouterr().out
+    before = load_model(init)
+    after = load_model(tmp_path / "three" / "checkpoint")
+    assert after.config.key_shift == 3 and after.config.query_shift == 1
+    for layer_before, layer_after in zip(before.layers, after.layers):
+        w = layer_after.self_attn.shift_proj.weight
+        assert torch.equal(w[:32], layer_before.self_attn.shift_proj.weight) and not w[32:].any()
+        assert not layer_after.self_attn.query_shift_proj.weight.any()
+    ids = torch.randint(0, 256, (2, 100))
+    assert torch.equal(before(ids)[0], after(ids)[0])

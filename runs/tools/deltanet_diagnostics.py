@@ -28,25 +28,18 @@ from infini_attention.utils import parse_count
 
 
 def memory_keys(model, ids):
-    """Per deltanet layer: the keys the memory sees (key shift included), (tokens, kv_heads, d)."""
+    """Per Infini layer: the keys the memory sees (key shift included), (tokens, kv_heads, d)."""
     layers = [m for m in model.modules() if isinstance(m, InfiniAttention)]
-    inputs = {i: [] for i in range(len(layers))}
-    hooks = [
-        layer.k_proj.register_forward_hook(lambda mod, args, out, i=i: inputs[i].append((args[0], out)))
+    seen = {i: [] for i in range(len(layers))}
+    hooks = [  # the layer's hook point: keys as the op receives them, (B, Hkv, L, d)
+        layer.memory_keys.register_forward_hook(lambda mod, args, out, i=i: seen[i].append(out))
         for i, layer in enumerate(layers)
     ]
     with torch.no_grad():
         model(ids)
     for h in hooks:
         h.remove()
-    keys = []
-    for i, layer in enumerate(layers):
-        x = torch.cat([a for a, _ in inputs[i]], dim=1)
-        k = torch.cat([b for _, b in inputs[i]], dim=1)
-        if layer.key_shift:
-            shift = layer.shift_proj(x)
-            k = k + torch.cat([torch.zeros_like(shift[:, :1]), shift[:, :-1]], dim=1)
-        keys.append(k.view(-1, layer.num_key_value_heads, layer.head_dim).detach())
+    keys = [torch.cat(seen[i], dim=2)[0].transpose(0, 1).detach() for i in range(len(layers))]
     return layers, keys
 
 

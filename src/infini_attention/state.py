@@ -27,8 +27,11 @@ class InfiniState:
     z: torch.Tensor  # (batch, kv_heads, head_dim) float32: normalisation term, eqs 8-9
     k: torch.Tensor  # (batch, kv_heads, p, head_dim) un-rotated keys of the unfinished segment, p < N
     v: torch.Tensor  # (batch, kv_heads, p, v_head_dim) values of the unfinished segment
-    # key_shift variant only: the previous token's shift term W_s x_{t-1}, (batch, kv_heads, 1, head_dim)
+    # key_shift variant only: the shift terms W_{s,j} x_{t-j} of tokens already read that belong to the
+    # next key_shift tokens, (batch, kv_heads, key_shift, head_dim)
     shift: torch.Tensor | None = None
+    # query_shift variant only: the same for queries, (batch, heads, query_shift, head_dim)
+    query_shift: torch.Tensor | None = None
 
     kind = "infini"
 

@@ -48,11 +48,11 @@ class PasskeyTask:
         progress = min(1.0, step / max(1, c.curriculum_steps))
         return c.local_start + (c.local_end - c.local_start) * progress
 
-    def batch(self, step: int, rank: int = 0, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def _instances(self, step: int, rank: int, micro: int) -> list[passkey.PasskeyInstance]:
         c = self.cfg
         rng = _rng(c.seed, step, rank, micro)
         length = _length(rng, c, step)
-        ids, labels = passkey.training_batch(
+        return passkey.training_instances(
             self.tokenizer,
             c.batch_size,
             length,
@@ -61,9 +61,36 @@ class PasskeyTask:
             local_fraction=self.local_fraction(step),
             segment_len=self.segment_len,
         )
-        if c.full_loss:  # language-model loss on the whole prompt as well
+
+    def batch(self, step: int, rank: int = 0, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, labels = passkey.batch_tensors(self._instances(step, rank, micro))
+        if self.cfg.full_loss:  # language-model loss on the whole prompt as well
             labels = torch.cat([ids[:, 1:], torch.full_like(ids[:, :1], -100)], dim=1).where(labels == -100, labels)
         return ids, labels
+
+    def stretch_limit(self, step: int) -> float:
+        """The largest write weight at this step: grows log-linearly from 1 to stretch_max over
+        stretch_curriculum_steps (at once if 0)."""
+        c = self.cfg
+        progress = min(1.0, step / c.stretch_curriculum_steps) if c.stretch_curriculum_steps else 1.0
+        return c.stretch_max**progress
+
+    def write_weights(self, step: int, rank: int = 0, micro: int = 0) -> torch.Tensor | None:
+        """(batch, segments) memory-write weights for `batch(step, rank, micro)` (stretch.py), or None when off.
+
+        Each sequence draws one weight log-uniformly from [1, stretch_limit(step)] and gives it to
+        every segment that holds filler only: its haystack looks that many times longer to the
+        memory. Segments with the instruction, the needle, the question or the answer keep weight 1.
+        """
+        if self.cfg.stretch_max <= 1:
+            return None
+        rng = random.Random(f"stretch-{self.cfg.seed}-{step}-{rank}-{micro}")
+        limit = self.stretch_limit(step)
+        rows = []
+        for inst in self._instances(step, rank, micro):
+            w = math.exp(rng.uniform(0.0, math.log(limit)))
+            rows.append([w if filler else 1.0 for filler in passkey.filler_segments(inst, self.segment_len)])
+        return torch.tensor(rows)
 
     def evaluate(self, model, device, cfg) -> dict:
         """Exact match with the needle only in memory (depths 0.1-0.5) and in the local window (depth 1)."""

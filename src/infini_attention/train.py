@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from infini_attention.checkpoint import load_config, save_model
 from infini_attention.models import InfiniTransformer, ModelConfig
+from infini_attention.stretch import forward_with_write_weights
 from infini_attention.tasks import build_task
 
 
@@ -55,6 +56,7 @@ class TrainConfig:
     steps: int = 1000  # optimizer steps
     lr: float = 1e-3  # peak learning rate
     gate_lr: float = 1e-2  # learning rate of the gate logits beta (no weight decay)
+    sharpness_lr: float | None = None  # own learning rate of the sharpness variant's log-scales (None: lr)
     weight_decay: float = 0.1  # AdamW weight decay on matrices and embeddings
     warmup_steps: int = 100  # linear warm-up steps
     min_lr_ratio: float = 0.1  # cosine decay floor, as a fraction of lr
@@ -76,6 +78,10 @@ class TrainConfig:
     copy_len: int = 24  # copy: characters in the string to recall
     eval_lengths: list = field(default_factory=lambda: [1024])  # passkey: lengths evaluated during training
     eval_keys: int = 20  # passkey: instances per evaluated length
+    # passkey, linear rule: write each filler-only segment with a weight drawn log-uniformly per sequence from
+    # [1, stretch_max], as if the haystack were that many times longer (stretch.py); 1 = off
+    stretch_max: float = 1.0
+    stretch_curriculum_steps: int = 0  # grow that limit from 1 to stretch_max over k steps (log-linearly)
 
     def model_config(self) -> ModelConfig:
         if self.from_hf:  # a view of the HF model's config with ModelConfig's field names (no weights loaded)
@@ -110,7 +116,8 @@ def build_model(cfg: TrainConfig, resume: bool = False) -> torch.nn.Module:
         if cfg.init_from and not resume:
             from infini_attention.checkpoint import load_model
 
-            missing, unexpected = model.load_state_dict(load_model(cfg.init_from).state_dict(), strict=False)
+            weights = _grow_shift_taps(load_model(cfg.init_from).state_dict(), model.state_dict(), cfg.init_from)
+            missing, unexpected = model.load_state_dict(weights, strict=False)
             if unexpected:
                 raise ValueError(f"--init-from {cfg.init_from} has weights this model lacks: {unexpected}")
             if missing:  # parameters that a --model override adds (e.g. rule=deltanet's write strength)
@@ -126,15 +133,34 @@ def build_model(cfg: TrainConfig, resume: bool = False) -> torch.nn.Module:
     return model
 
 
+def _grow_shift_taps(weights: dict, own: dict, source: str) -> dict:
+    """Checkpoint weights with each key/query shift projection padded by zero rows when this model has
+    more shift taps (e.g. --model key_shift=3 from a key_shift=1 model): the old taps are kept, the new
+    ones start at zero, so the model starts as the checkpoint's."""
+    weights = dict(weights)
+    for name, w in weights.items():
+        target = own.get(name)
+        if not name.endswith("shift_proj.weight") or target is None or target.shape == w.shape:
+            continue
+        if target.shape[1:] != w.shape[1:] or target.shape[0] % w.shape[0] or target.shape[0] < w.shape[0]:
+            continue  # not a growth in taps: load_state_dict reports the mismatch
+        weights[name] = torch.cat([w, w.new_zeros(target.shape[0] - w.shape[0], *w.shape[1:])])
+        print(f"--init-from: {name} grows from {w.shape[0]} to {target.shape[0]} rows ({source}); new taps start at 0")
+    return weights
+
+
 def parameter_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
-    """AdamW groups: matrices and embeddings (decayed), norms and biases (not), gates (own lr, not decayed)."""
+    """AdamW groups: matrices and embeddings (decayed), norms and biases (not), gates (own lr, not decayed),
+    and with --sharpness-lr the sharpness variant's log-scales (own lr, not decayed)."""
     gates = {id(p) for p in model.gate_parameters()}
-    decay, no_decay, gate = [], [], []
-    for p in model.parameters():
+    decay, no_decay, gate, sharpness = [], [], [], []
+    for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         if id(p) in gates:
             gate.append(p)
+        elif cfg.sharpness_lr is not None and name.endswith("log_sharpness"):
+            sharpness.append(p)
         elif p.dim() >= 2:
             decay.append(p)
         else:
@@ -143,6 +169,7 @@ def parameter_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
         {"name": "decay", "params": decay, "weight_decay": cfg.weight_decay, "lr": cfg.lr},
         {"name": "no_decay", "params": no_decay, "weight_decay": 0.0, "lr": cfg.lr},
         {"name": "gate", "params": gate, "weight_decay": 0.0, "lr": cfg.gate_lr},
+        {"name": "sharpness", "params": sharpness, "weight_decay": 0.0, "lr": cfg.sharpness_lr},
     ]
     return [g for g in groups if g["params"]]
 
@@ -254,6 +281,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             raise ValueError(f"--from-hf {cfg.from_hf} has no tokenizer files: name one with --tokenizer hf:<folder>")
         task_cfg = dataclasses.replace(cfg, tokenizer=model.tokenizer)
     task = build_task(task_cfg, model.config.segment_len)
+    if cfg.stretch_max > 1:
+        if not hasattr(task, "write_weights"):
+            raise ValueError(f"--stretch-max is for the passkey task, not {cfg.task!r}")
+        if dist.enabled:
+            raise ValueError("--stretch-max runs one segment per model call: single-process training only")
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
@@ -286,9 +318,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 dist.no_sync_unless(wrapped, last_micro),
                 torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16),
             ):
-                logits, _ = wrapped(
-                    ids, gradient_checkpointing=cfg.gradient_checkpointing, detach_every=cfg.detach_every
-                )
+                options = {"gradient_checkpointing": cfg.gradient_checkpointing, "detach_every": cfg.detach_every}
+                weights = task.write_weights(step, 0, micro) if cfg.stretch_max > 1 else None
+                if weights is None:
+                    logits, _ = wrapped(ids, **options)
+                else:
+                    logits, _ = forward_with_write_weights(model, ids, weights, **options)
                 loss, _ = loss_fn(logits, labels)
                 (loss * dist.world_size / max(step_count, 1.0)).backward()  # DDP averages over ranks
             loss_sum, tokens = loss_sum + loss.item(), tokens + ids.numel()
@@ -310,6 +345,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         }
         if gates is not None:
             last["gate_mean"] = torch.sigmoid(gates).mean().item()
+        scales = [p.detach().exp() for name, p in model.named_parameters() if name.endswith("log_sharpness")]
+        if scales:  # the sharpness variant's scales inside sigma
+            last["sharpness_max"] = torch.cat(scales).max().item()
         if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps) and hasattr(task, "evaluate"):
             model.eval()
             last.update(task.evaluate(model, device, cfg))

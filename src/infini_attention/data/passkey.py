@@ -175,14 +175,35 @@ def training_batch(
     (a local-first curriculum); the others get a needle depth chosen so that the key lies in an
     earlier segment, reachable only through the memory.
     """
-    inputs, labels = [], []
+    instances = training_instances(tokenizer, batch_size, length, rng, digits, local_fraction, segment_len)
+    return batch_tensors(instances)
+
+
+def training_instances(
+    tokenizer: Tokenizer,
+    batch_size: int,
+    length: int,
+    rng: random.Random,
+    digits: int = 5,
+    local_fraction: float = 0.0,
+    segment_len: int | None = None,
+) -> list[PasskeyInstance]:
+    """The instances of `training_batch` (same arguments, same rng draws)."""
+    instances = []
     for _ in range(batch_size):
         seed = rng.getrandbits(32)
         if segment_len is not None and length > segment_len:
             local = rng.random() < local_fraction
-            inst = _instance_with_placement(tokenizer, length, rng, seed, digits, local, segment_len)
+            instances.append(_instance_with_placement(tokenizer, length, rng, seed, digits, local, segment_len))
         else:
-            inst = make_instance(tokenizer, length, rng.random(), seed, digits)
+            instances.append(make_instance(tokenizer, length, rng.random(), seed, digits))
+    return instances
+
+
+def batch_tensors(instances: list[PasskeyInstance]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, labels) for instances of one length: prompt + answer, labels on the answer only."""
+    inputs, labels = [], []
+    for inst in instances:
         prompt = inst.prompt_ids()
         answer = torch.tensor(inst.answer_ids, dtype=torch.long)
         inputs.append(torch.cat([prompt, answer]))
@@ -190,6 +211,19 @@ def training_batch(
         label[len(prompt) - 1 : -1] = answer  # position t predicts token t + 1
         labels.append(label)
     return torch.stack(inputs), torch.stack(labels)
+
+
+def filler_segments(inst: PasskeyInstance, segment_len: int) -> list[bool]:
+    """For each segment of prompt + answer: True when it is whole and holds filler only (no token
+    of the instruction, a needle, the question or the answer)."""
+    total = inst.length + len(inst.answer_ids)
+    instruction, question = inst.spans[0].length, inst.spans[-1].length
+    special = [(0, instruction), *inst.needle_spans, (inst.length - question, total)]  # [start, end) spans
+    return [
+        (i + 1) * segment_len <= total
+        and not any(start < (i + 1) * segment_len and end > i * segment_len for start, end in special)
+        for i in range(-(-total // segment_len))
+    ]
 
 
 def _instance_with_placement(tokenizer, length, rng, seed, digits, local, segment_len, tries=50):

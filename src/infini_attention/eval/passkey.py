@@ -60,37 +60,30 @@ class _NeedleProbe:
         self.last_q = [None] * len(self.layers)
         self.offsets = [0] * len(self.layers)  # tokens each layer has seen: every token passes once, in order
         self.handles = []
-        for i, layer in enumerate(self.layers):
-            self.handles.append(layer.k_proj.register_forward_hook(self._keys_hook(i, layer)))
-            self.handles.append(layer.q_proj.register_forward_hook(self._query_hook(i, layer)))
+        for i, layer in enumerate(self.layers):  # the layer's hook points: q and k as the op receives them
+            self.handles.append(layer.memory_keys.register_forward_hook(self._keys_hook(i, layer)))
+            self.handles.append(layer.memory_queries.register_forward_hook(self._query_hook(i)))
 
     def _keys_hook(self, i, layer):
-        def hook(module, inputs, k):
-            offset, length = self.offsets[i], k.shape[1]
+        def hook(_module, _inputs, k):  # k: (B, Hkv, L, d), key shift included
+            offset, length = self.offsets[i], k.shape[2]
             self.offsets[i] += length
-            if layer.key_shift:  # the keys the memory sees: k_t + W_s x_{t-1}
-                x = inputs[0]
-                shifted = layer.shift_proj(x)
-                previous = getattr(self, "_last_shift", {}).get(i, torch.zeros_like(shifted[:, :1]))
-                self.__dict__.setdefault("_last_shift", {})[i] = shifted[:, -1:]
-                k = k + torch.cat([previous, shifted[:, :-1]], dim=1)
             for b, (start, end) in enumerate(self.needles):
                 lo, hi = max(start - offset, 0), min(end - offset, length)
                 if lo >= hi:
                     continue
-                part = k[b, lo:hi].float().view(hi - lo, layer.num_key_value_heads, layer.head_dim)
+                part = k[b, :, lo:hi].float()  # (Hkv, n, d)
                 if layer.sharpness:
-                    part = part * layer.feature_scale().float()[:, None]
-                part = sigma(part)
+                    part = part * layer.feature_scale().float()[:, None, None]
                 if self.z_needle[i] is None:
                     self.z_needle[i] = torch.zeros(len(self.needles), layer.num_key_value_heads, layer.head_dim)
-                self.z_needle[i][b] += part.sum(0)
+                self.z_needle[i][b] += sigma(part).sum(1)
 
         return hook
 
-    def _query_hook(self, i, layer):
-        def hook(_module, _inputs, q):
-            self.last_q[i] = q[:, -1].float().view(q.shape[0], layer.num_heads, layer.head_dim)
+    def _query_hook(self, i):
+        def hook(_module, _inputs, q):  # q: (B, H, L, d), query shift included
+            self.last_q[i] = q[:, :, -1].float()
 
         return hook
 

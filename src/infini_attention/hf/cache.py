@@ -74,7 +74,7 @@ class InfiniCacheLayer(CacheLayerMixin):
     def _map(self, fn) -> None:
         if self.state is not None:
             values = {f.name: getattr(self.state, f.name) for f in fields(self.state)}
-            # optional fields (InfiniState.shift of the key_shift variant) may be None
+            # optional fields (InfiniState.shift / query_shift of the shift variants) may be None
             self.state = InfiniState(**{name: None if t is None else fn(t) for name, t in values.items()})
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:

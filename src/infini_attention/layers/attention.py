@@ -103,7 +103,7 @@ class InfiniAttention(_Attention):
     where sigmoid's gradient is largest; -100 or +10 as in some public code cannot learn).
     rule: "linear" (eq 8), "delta" (eq 9), or "deltanet", a variant that is not the paper's (unit-norm
     keys, a learned per-token write strength in `write_weight`/`write_bias`, no normaliser; see
-    ops/infini/README.md). key_shift and sharpness: variants, off by default (comments below).
+    ops/infini/README.md). key_shift, query_shift and sharpness: variants, off by default (comments below).
     """
 
     def __init__(
@@ -111,7 +111,8 @@ class InfiniAttention(_Attention):
         *args,
         rule: str = "linear",
         beta_init: float = 0.0,
-        key_shift: bool = False,
+        key_shift: bool | int = False,
+        query_shift: int = 0,
         sharpness: bool = False,
         **kwargs,
     ):
@@ -132,13 +133,24 @@ class InfiniAttention(_Attention):
         self.sharpness = sharpness
         if sharpness:
             self.log_sharpness = nn.Parameter(torch.zeros(self.num_key_value_heads))
-        # Variant, not in the paper (off by default): k_t = W_k x_t + W_s x_{t-1}, so that a key can
-        # say which token came before it, the order information an ordered recall through the
-        # memory needs (see runs/EXPERIMENTS.md). W_s starts at zero: the layer starts as the paper's.
-        self.key_shift = key_shift
-        if key_shift:
-            self.shift_proj = nn.Linear(self.hidden_size, self.num_key_value_heads * self.head_dim, bias=False)
+        # Variants, not in the paper (off by default): k_t = W_k x_t + sum_{j=1..S} W_{s,j} x_{t-j} with
+        # S = key_shift previous tokens (True = 1), and likewise q_t with query_shift previous tokens,
+        # so that a key can say which tokens came before it: the order information an ordered recall
+        # through the memory needs (runs/EXPERIMENTS.md). The W_s start at zero: the paper's layer.
+        for name, taps in (("key_shift", key_shift), ("query_shift", query_shift)):
+            if not isinstance(taps, bool | int) or taps < 0:
+                raise ValueError(f"{name} must be a bool or a number of previous tokens >= 0, got {taps!r}")
+        self.key_shift, self.query_shift = int(key_shift), int(query_shift)
+        d = self.head_dim
+        if self.key_shift:
+            self.shift_proj = nn.Linear(self.hidden_size, self.key_shift * self.num_key_value_heads * d, bias=False)
             nn.init.zeros_(self.shift_proj.weight)
+        if self.query_shift:
+            self.query_shift_proj = nn.Linear(self.hidden_size, self.query_shift * self.num_heads * d, bias=False)
+            nn.init.zeros_(self.query_shift_proj.weight)
+        # Hook points (identity): the queries and keys the op receives, after any shift, (B, heads, L, d).
+        # Probes (eval/passkey.py's key share) register forward hooks here instead of recomputing them.
+        self.memory_queries, self.memory_keys = nn.Identity(), nn.Identity()
 
     def forward(self, x: torch.Tensor, state: InfiniState | None = None) -> tuple[torch.Tensor, InfiniState]:
         q, k, v = self._project(x)
@@ -146,7 +158,12 @@ class InfiniAttention(_Attention):
             state = empty_state(q, k, v, memory=True)
         self.check_state(state, x.shape[0])
         if self.key_shift:
-            k, state = self._shift_keys(x, k, state)
+            k, pending = _add_shift(x, k, self.shift_proj, self.key_shift, state.shift)
+            state = dataclasses.replace(state, shift=pending)
+        if self.query_shift:
+            q, pending = _add_shift(x, q, self.query_shift_proj, self.query_shift, state.query_shift)
+            state = dataclasses.replace(state, query_shift=pending)
+        q, k = self.memory_queries(q), self.memory_keys(k)
         out, state = infini_attention(
             q,
             k,
@@ -165,19 +182,24 @@ class InfiniAttention(_Attention):
         """The `sharpness` variant's scale inside sigma per key/value head, or None (the paper's sigma)."""
         return self.log_sharpness.exp() if self.sharpness else None
 
-    def _shift_keys(self, x: torch.Tensor, k: torch.Tensor, state: InfiniState):
-        """Add W_s x_{t-1} to every key; the last token's term is carried in the state for the next call."""
-        batch, length, _ = x.shape
-        shift = self.shift_proj(x).view(batch, length, self.num_key_value_heads, self.head_dim).transpose(1, 2)
-        previous = state.shift if state.shift is not None else torch.zeros_like(shift[:, :, :1])
-        k = k + torch.cat([previous.to(shift.dtype), shift[:, :, :-1]], dim=2)  # (B, Hkv, L, d)
-        return k, dataclasses.replace(state, shift=shift[:, :, -1:])
-
     def check_state(self, state: InfiniState, batch: int) -> None:
         if not isinstance(state, InfiniState):
             raise TypeError(f"InfiniAttention needs an InfiniState, got {type(state).__name__}")
-        if (state.shift is not None) and not self.key_shift:
-            raise ValueError("the state carries a key-shift term but this layer has key_shift=False")
+        shifts = (
+            ("shift", "key_shift", self.key_shift, self.num_key_value_heads),
+            ("query_shift", "query_shift", self.query_shift, self.num_heads),
+        )
+        for name, flag, taps, heads in shifts:
+            carried = getattr(state, name)
+            if carried is None:
+                continue
+            if not taps:
+                raise ValueError(f"the state carries {name} terms but this layer has {flag}=0")
+            expected = (batch, heads, taps, self.head_dim)
+            if tuple(carried.shape) != expected:
+                raise ValueError(
+                    f"state.{name} has shape {tuple(carried.shape)}, this layer ({flag}={taps}) expects {expected}"
+                )
         self._check_window(state, batch, self.segment_len - 1)
         expected_M = (batch, self.num_key_value_heads, self.head_dim, self.head_dim)
         if tuple(state.M.shape) != expected_M or tuple(state.z.shape) != expected_M[:3]:
@@ -191,6 +213,25 @@ class InfiniAttention(_Attention):
     def reset_memory(self, state: InfiniState) -> InfiniState:
         """The same state with an empty memory (for the memory-reset ablation)."""
         return dataclasses.replace(state, M=torch.zeros_like(state.M), z=torch.zeros_like(state.z))
+
+
+def _add_shift(x: torch.Tensor, base: torch.Tensor, proj: nn.Linear, taps: int, carried: torch.Tensor | None):
+    """base (B, heads, L, d) + sum_{j=1..taps} W_j x_{t-j}, and the terms owed to the next call's first tokens.
+
+    proj computes [W_1 x; ...; W_taps x] in one matmul. Token t's term W_j x_t belongs to position t + j;
+    positions past this call (L .. L + taps - 1) are returned as `pending` (B, heads, taps, d), which the
+    next call adds to its first tokens: two calls carrying it give exactly one call's result.
+    """
+    batch, length, _ = x.shape
+    heads, d = base.shape[1], base.shape[3]
+    terms = proj(x).view(batch, length, taps, heads, d).permute(2, 0, 3, 1, 4)  # (taps, B, heads, L, d)
+    if carried is None:
+        total = base.new_zeros(batch, heads, length + taps, d)
+    else:
+        total = F.pad(carried.to(base.dtype), (0, 0, 0, length))
+    for j in range(1, taps + 1):
+        total = total + F.pad(terms[j - 1].to(base.dtype), (0, 0, j, taps - j))  # W_j x_t lands on t + j
+    return base + total[:, :, :length], total[:, :, length:]
 
 
 class LocalAttention(_Attention):

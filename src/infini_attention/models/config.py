@@ -22,7 +22,10 @@ class ModelConfig:
     # the paper's: unit-norm keys, learned write strength, no normaliser; ops/infini/README.md)
     rule: str = "linear"
     beta_init: float = 0.0  # initial gate logit of eq 10 (sigmoid(0) = 0.5, where the gate learns fastest)
-    key_shift: bool = False  # `infini` variant, not in the paper: keys also see the previous token
+    # `infini` variants, not in the paper: keys (queries) also see the previous key_shift (query_shift) tokens;
+    # key_shift=True is 1
+    key_shift: bool | int = False
+    query_shift: int = 0
     sharpness: bool = False  # `infini` variant, not in the paper: a learned scale inside sigma per kv head
     rope_theta: float = 10000.0  # RoPE base, local attention only
     norm_eps: float = 1e-6  # RMSNorm epsilon
@@ -39,7 +42,11 @@ class ModelConfig:
 
         if self.attention not in ATTENTION_KINDS:
             raise ValueError(f"unknown attention kind {self.attention!r}: choose one of {sorted(ATTENTION_KINDS)}")
-        for variant in ("key_shift", "sharpness"):
+        for name in ("key_shift", "query_shift"):
+            taps = getattr(self, name)
+            if not isinstance(taps, bool | int) or taps < 0:
+                raise ValueError(f"{name} must be a bool or a number of previous tokens >= 0, got {taps!r}")
+        for variant in ("key_shift", "query_shift", "sharpness"):
             if getattr(self, variant) and self.attention != "infini":
                 raise ValueError(f"{variant} is a variant of the 'infini' kind, not of {self.attention!r}")
         if self.sharpness and self.rule == "deltanet":

@@ -44,7 +44,11 @@ def build_attention(config, layer_index: int | None = None):
     )
     if cls is InfiniAttention:
         kwargs.update(
-            rule=config.rule, beta_init=config.beta_init, key_shift=config.key_shift, sharpness=config.sharpness
+            rule=config.rule,
+            beta_init=config.beta_init,
+            key_shift=config.key_shift,
+            query_shift=config.query_shift,
+            sharpness=config.sharpness,
         )
     elif cls is MemorizingAttention:
         kwargs.update(top_k=config.knn_top_k, max_memories=config.knn_max_memories, beta_init=config.beta_init)

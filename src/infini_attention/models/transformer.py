@@ -70,15 +70,15 @@ class InfiniTransformer(nn.Module):
         - embed_tokens, q/k/v_proj, gate_proj, up_proj, lm_head: normal(0, init_std)
         - o_proj, down_proj (the residual writes): normal(0, init_std / sqrt(2 * num_layers))
         - beta (gate logits of Infini-attention and the Memorizing baseline): beta_init, default 0 (gate 0.5)
-        - shift_proj (key_shift variant only), write_weight (deltanet rule only), log_sharpness
-          (sharpness variant only): 0
+        - shift_proj, query_shift_proj (key_shift / query_shift variants only), write_weight (deltanet
+          rule only), log_sharpness (sharpness variant only): 0
         - RMSNorm weights: 1
         """
         std = self.config.init_std
         for name, p in self.named_parameters():
             if name.endswith("beta"):
                 p.fill_(self.config.beta_init)
-            elif name.endswith(("shift_proj.weight", "write_weight", "log_sharpness")):
+            elif name.endswith(("shift_proj.weight", "write_weight", "log_sharpness")):  # query_shift_proj too
                 p.zero_()  # the key-shift variant starts as the paper's layer; every write strength 0.5
             elif "norm" in name:
                 p.fill_(1.0)

@@ -1,0 +1,125 @@
+"""Stretched memory writes (stretch.py): weight w == the segment read w times, and the passkey weights."""
+
+import random
+
+import pytest
+import torch
+
+from conftest import assert_close
+from infini_attention import InfiniTransformer, ModelConfig
+from infini_attention.data import passkey
+from infini_attention.data.tokenizers import ByteTokenizer
+from infini_attention.stretch import forward_with_write_weights
+from infini_attention.tasks import PasskeyTask
+from infini_attention.train import TrainConfig, train
+
+SEG = 16
+
+
+def model(**kw):
+    torch.manual_seed(0)
+    return InfiniTransformer(ModelConfig.from_name("tiny", segment_len=SEG, **kw))
+
+
+def test_weights_of_one_are_the_ordinary_forward():
+    m = model(num_layers=2, key_shift=True)
+    ids = torch.randint(0, 256, (2, 5 * SEG + 3))
+    expected, state = m(ids)
+    got, got_state = forward_with_write_weights(m, ids, torch.ones(2, 6))
+    assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    for a, b in zip(got_state.layers, state.layers):
+        assert_close(a.M, b.M, atol=1e-5, rtol=1e-5)
+        assert_close(a.z, b.z, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("sharpness", [False, True])
+def test_a_weight_of_three_is_the_segment_read_three_times(sharpness):
+    """One layer: a segment's write depends on its tokens only, so weight 3 == three copies (outputs, gradients)."""
+    torch.manual_seed(1)
+    a, b, c = (torch.randint(0, 256, (2, SEG)) for _ in range(3))
+    weights = torch.tensor([[1.0, 3.0, 1.0], [1.0, 3.0, 1.0]])
+
+    stretched = model(num_layers=1, sharpness=sharpness)
+    if sharpness:
+        with torch.no_grad():
+            stretched.layers[0].self_attn.log_sharpness.fill_(0.3)
+    repeated = model(num_layers=1, sharpness=sharpness)
+    repeated.load_state_dict(stretched.state_dict())
+
+    got, got_state = forward_with_write_weights(stretched, torch.cat([a, b, c], 1), weights)
+    expected, state = repeated(torch.cat([a, b, b, b, c], 1))
+    assert_close(got[:, -SEG:], expected[:, -SEG:], atol=1e-5, rtol=1e-5)  # what segment c reads
+    assert_close(got_state.layers[0].M, state.layers[0].M, atol=1e-4, rtol=1e-5)
+    assert_close(got_state.layers[0].z, state.layers[0].z, atol=1e-4, rtol=1e-5)
+
+    got[:, -SEG:].square().sum().backward()
+    expected[:, -SEG:].square().sum().backward()
+    for (name, p), q in zip(stretched.named_parameters(), repeated.parameters()):
+        assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4), name
+
+
+def test_bad_arguments_are_clear_errors():
+    ids = torch.randint(0, 256, (2, 3 * SEG))
+    with pytest.raises(ValueError, match="linear memory rule"):
+        forward_with_write_weights(model(rule="delta"), ids, torch.ones(2, 3))
+    with pytest.raises(ValueError, match="shape"):
+        forward_with_write_weights(model(), ids, torch.ones(2, 4))
+    with pytest.raises(ValueError, match=">= 1"):
+        forward_with_write_weights(model(), ids, torch.full((2, 3), 0.5))
+
+
+def test_filler_segments_hold_filler_only():
+    tok = ByteTokenizer()
+    filler = set(tok.encode(passkey.FILLER))
+    for seed in range(20):
+        inst = passkey.make_instance(tok, 1500, random.Random(seed).random(), seed=seed)
+        ids = torch.cat([inst.prompt_ids(), torch.tensor(inst.answer_ids)])
+        flags = passkey.filler_segments(inst, 64)
+        assert len(flags) == -(-len(ids) // 64) and sum(flags) >= 10
+        needle = inst.needle_spans[0]
+        for i, flag in enumerate(flags):
+            lo, hi = i * 64, (i + 1) * 64
+            special = hi > len(ids) or lo < len(inst.spans[0].unit) or hi > inst.length - len(inst.spans[-1].unit)
+            special = special or (lo < needle[1] and hi > needle[0])
+            assert flag == (not special), (seed, i)
+            if flag:
+                assert set(ids[lo:hi].tolist()) <= filler
+
+
+def test_passkey_write_weights_follow_the_batch_and_the_curriculum():
+    cfg = TrainConfig(
+        task="passkey", seq_len=1200, min_len=1000, batch_size=4, stretch_max=100.0, stretch_curriculum_steps=10
+    )
+    task = PasskeyTask(cfg, 64)
+    ids, _ = task.batch(10)
+    weights = task.write_weights(10)
+    assert weights.shape == (4, -(-ids.shape[1] // 64))
+    assert torch.equal(weights, task.write_weights(10))  # a function of the step
+    assert (weights >= 1).all() and (weights <= 100).all() and (weights > 1).any()
+    for row in weights:  # one weight per sequence, on its filler segments
+        assert len(set(row[row > 1].tolist())) == 1 and row[0] == 1 and row[-1] == 1
+    assert task.stretch_limit(0) == 1.0 and task.stretch_limit(5) == pytest.approx(10.0)
+    assert (task.write_weights(0) == 1).all()
+    assert PasskeyTask(TrainConfig(task="passkey"), 64).write_weights(0) is None
+
+
+def test_training_with_stretched_writes_runs_and_resumes(tmp_path):
+    base = dict(
+        preset="tiny",
+        model={"segment_len": 32},
+        task="passkey",
+        seq_len=320,
+        min_len=280,
+        batch_size=2,
+        eval_every=0,
+        warmup_steps=2,
+        lr=3e-3,
+        stretch_max=50.0,
+        save_every=2,
+    )
+    whole = train(TrainConfig(**base, steps=4, out=str(tmp_path / "whole")), progress=False)
+    train(TrainConfig(**base, steps=2, out=str(tmp_path / "part")), progress=False)
+    resumed = train(TrainConfig(**base, steps=4, out=str(tmp_path / "part")), resume=True, progress=False)
+    assert resumed["loss"] == pytest.approx(whole["loss"], rel=1e-5)
+    with pytest.raises(ValueError, match="passkey"):
+        train(TrainConfig(**{**base, "task": "copy"}, steps=1, out=str(tmp_path / "copy")), progress=False)
