@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=${OUT:-runs/out}
-STAGES=${STAGES:-"a b c d eval ship"}
+STAGES=${STAGES:-"a b c d e eval ship"}
 VARIANT=${VARIANT:-shift}
 RULE=()  # stage b's memory rule when it is not the stage-a model's (linear)
 case $VARIANT in
@@ -25,6 +25,9 @@ esac
 MINI=(--preset small --model num_layers=2 --model hidden_size=128 --model head_dim=32 --model ffn_size=384
       --model key_shift=$SHIFT)
 A=e4a${SUFFIX/-deltanet/}; B=e5-copy-${VARIANT}-curriculum; C=e6-passkey-$VARIANT; D=e7-passkey-$VARIANT-5k
+E=e12-passkey-stretch-taps
+LAST=$D  # the checkpoint that the eval and ship stages read
+if [ "$VARIANT" = shift ]; then LAST=$E; fi
 
 run_stage() {  # name, then infini train arguments
   local name=$1; shift
@@ -58,14 +61,21 @@ for stage in $STAGES; do
       run_stage $D --task passkey --init-from "$OUT/$C/checkpoint" --seq-len 5120 --min-len 1024 \
         --local-start 0.1 --local-end 0.1 --batch-size 8 --steps 600 --lr 5e-4 --warmup-steps 20 --save-every 50 \
         --eval-every 200 --eval-lengths 4096 16384 --eval-keys 10 ;;
+    e)  # shift variant only: stretched writes (the haystack looks up to 256x longer to the memory), three key
+        # taps and two query taps, a learned sharpness (~20 min)
+      [ "$VARIANT" = shift ] || { echo "stage e: the key_shift variant only"; continue; }
+      run_stage $E --task passkey --init-from "$OUT/$D/checkpoint" --model sharpness=true --model key_shift=3 \
+        --model query_shift=2 --sharpness-lr 1e-2 --stretch-max 256 --stretch-curriculum-steps 300 --seq-len 5120 \
+        --min-len 1024 --local-start 0.1 --local-end 0.1 --batch-size 8 --steps 600 --lr 5e-4 --warmup-steps 20 \
+        --save-every 50 --eval-every 200 --eval-lengths 4096 131072 --eval-keys 10 ;;
     eval)
-      infini eval passkey --checkpoint "$OUT/$D/checkpoint" --lengths 1K 4K 16K 32K 128K 1M --depths 0 0.5 1 \
+      infini eval passkey --checkpoint "$OUT/$LAST/checkpoint" --lengths 1K 4K 16K 32K 128K 1M --depths 0 0.5 1 \
         --keys 8 --ablation-up-to 32K --out "docs/results/passkey$SUFFIX" ;;
     ship)
       [ "$VARIANT" = shift ] || { echo "only the key_shift model is shipped"; continue; }
       mkdir -p src/infini_attention/assets/passkey
-      cp "$OUT/$D/checkpoint/model.safetensors" "$OUT/$D/train_config.json" src/infini_attention/assets/passkey/
-      python - "$OUT/$D/checkpoint/config.json" <<'PY'
+      cp "$OUT/$LAST/checkpoint/model.safetensors" "$OUT/$LAST/train_config.json" src/infini_attention/assets/passkey/
+      python - "$OUT/$LAST/checkpoint/config.json" <<'PY'
 import json, sys
 config = json.load(open(sys.argv[1]))
 config["about"] = ("Trained on this repo's CPU recipe runs/passkey.sh (copy pre-training, then passkey on inputs of "

@@ -22,7 +22,7 @@ def test_demo_runs_and_writes_its_outputs(tmp_path, capsys):
     out = tmp_path / "demo"
     assert cli(["demo", "--lengths", "1K", "2K", "--depths", "0", "--keys", "1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "key_shift variant" in text, "the demo says which variant the checkpoint uses"
+    assert "variants: key_shift" in text, "the demo says which variants the checkpoint uses"
     assert "| 2K | 0.00 |" in text and "KV cache" in text
     data = json.loads((out / "passkey.json").read_text())
     assert len(data["rows"]) == 4 and (out / "passkey.png").stat().st_size > 2000

@@ -208,3 +208,17 @@ def test_deltanet_model_evaluates_without_a_key_share():
     row = evaluate_cell(model, TOK, 700, 0.0, 2, reset_memory=False)
     assert row.in_memory and row.memory_share is None
     assert "| - |" in format_table([row])
+
+
+def test_doubled_keys_hold_a_digit_twice_in_a_row_and_leave_the_default_alone():
+    rng = random.Random(0)
+    keys = [passkey.random_key(rng, 5, doubled=True) for _ in range(200)]
+    assert all(len(k) == 5 and k[0] != "0" and any(a == b for a, b in zip(k, k[1:])) for k in keys)
+    plain = [passkey.random_key(random.Random(s), 5) for s in range(200)]
+    assert sum(any(a == b for a, b in zip(k, k[1:])) for k in plain) < 100  # ~34% by chance
+    off = passkey.training_instances(TOK, 8, 1000, random.Random(3), segment_len=256)
+    same = passkey.training_instances(TOK, 8, 1000, random.Random(3), segment_len=256, doubled_fraction=0.0)
+    assert [i.key for i in off] == [i.key for i in same], "the option draws nothing when off"
+    hard = passkey.training_instances(TOK, 64, 1000, random.Random(3), segment_len=256, doubled_fraction=0.5)
+    doubled = sum(any(a == b for a, b in zip(i.key, i.key[1:])) for i in hard)
+    assert 25 <= doubled <= 55

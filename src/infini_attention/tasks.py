@@ -60,6 +60,7 @@ class PasskeyTask:
             digits=c.digits,
             local_fraction=self.local_fraction(step),
             segment_len=self.segment_len,
+            doubled_fraction=c.doubled_keys,
         )
 
     def batch(self, step: int, rank: int = 0, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -88,10 +88,15 @@ class PasskeyInstance:
         return self.needle_spans[self.ask][1] <= self.question_segment(segment_len) * segment_len
 
 
-def random_key(rng: random.Random, digits: int) -> str:
+def random_key(rng: random.Random, digits: int, doubled: bool = False) -> str:
+    """A random key of `digits` digits (no leading zero); `doubled`: one digit is written twice in a row."""
     if not 1 <= digits <= 10:
         raise ValueError(f"keys have 1 to 10 digits, got {digits}")
-    return str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(digits - 1))
+    key = str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(digits - 1))
+    if doubled and digits >= 2:
+        i = rng.randrange(1, digits)
+        key = key[:i] + key[i - 1] + key[i + 1 :]
+    return key
 
 
 def make_instance(
@@ -102,19 +107,21 @@ def make_instance(
     digits: int = 5,
     filler: str | Path | None = None,
     ask: int | None = None,
+    doubled: bool = False,
 ) -> PasskeyInstance:
     """A passkey prompt of exactly `length` tokens with needles at the given depths.
 
     depth: a fraction of the haystack in [0, 1], or a list of them for several needles (each with
         its own numbered key; the question asks for needle `ask`, chosen by the seed if None).
     filler: text, or a path to a text file, repeated as the haystack (default: the paper's filler).
+    doubled: every key holds one digit written twice in a row (hard keys, for training).
     The key and `ask` follow from `seed`; the same arguments always give the same instance.
     """
     depths = [depth] if isinstance(depth, int | float) else list(depth)
     if not depths or any(not 0.0 <= d <= 1.0 for d in depths):
         raise ValueError(f"depths must lie in [0, 1], got {depths}")
     rng = random.Random(seed)
-    keys = [random_key(rng, digits) for _ in depths]
+    keys = [random_key(rng, digits, doubled) for _ in depths]
     if ask is None:
         ask = rng.randrange(len(depths))
     if not 0 <= ask < len(depths):
@@ -187,16 +194,20 @@ def training_instances(
     digits: int = 5,
     local_fraction: float = 0.0,
     segment_len: int | None = None,
+    doubled_fraction: float = 0.0,
 ) -> list[PasskeyInstance]:
-    """The instances of `training_batch` (same arguments, same rng draws)."""
+    """The instances of `training_batch` (same arguments, same rng draws); a share `doubled_fraction`
+    of them gets a key with a digit written twice in a row (`random_key`)."""
     instances = []
     for _ in range(batch_size):
         seed = rng.getrandbits(32)
+        doubled = doubled_fraction > 0 and rng.random() < doubled_fraction  # no draw when off
         if segment_len is not None and length > segment_len:
             local = rng.random() < local_fraction
-            instances.append(_instance_with_placement(tokenizer, length, rng, seed, digits, local, segment_len))
+            inst = _instance_with_placement(tokenizer, length, rng, seed, digits, local, segment_len, doubled)
         else:
-            instances.append(make_instance(tokenizer, length, rng.random(), seed, digits))
+            inst = make_instance(tokenizer, length, rng.random(), seed, digits, doubled=doubled)
+        instances.append(inst)
     return instances
 
 
@@ -226,11 +237,11 @@ def filler_segments(inst: PasskeyInstance, segment_len: int) -> list[bool]:
     ]
 
 
-def _instance_with_placement(tokenizer, length, rng, seed, digits, local, segment_len, tries=50):
+def _instance_with_placement(tokenizer, length, rng, seed, digits, local, segment_len, doubled=False, tries=50):
     """An instance whose needle is (local=True) or is not (local=False) in the question's segment."""
     for _ in range(tries):
-        inst = make_instance(tokenizer, length, rng.random(), seed, digits)
+        inst = make_instance(tokenizer, length, rng.random(), seed, digits, doubled=doubled)
         if inst.in_memory_only(segment_len) != local:
             return inst
     # the random depth missed: put the needle at the very end (local) or start (memory)
-    return make_instance(tokenizer, length, 1.0 if local else 0.0, seed, digits)
+    return make_instance(tokenizer, length, 1.0 if local else 0.0, seed, digits, doubled=doubled)

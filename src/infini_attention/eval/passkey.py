@@ -280,7 +280,14 @@ def _found_via(r: PasskeyRow) -> str:
 def describe_model(model) -> str:
     """One line: the attention kind, rule, variants and sizes (a variant is never left unsaid)."""
     cfg = model.config
-    variant = ", key_shift variant" if getattr(cfg, "key_shift", False) else ""
+    variants = []
+    for name in ("key_shift", "query_shift"):
+        taps = int(getattr(cfg, name, 0))
+        if taps:
+            variants.append(name if taps == 1 else f"{name}={taps}")
+    if getattr(cfg, "sharpness", False):
+        variants.append("sharpness")
+    variant = f", variants: {', '.join(variants)}" if variants else ""
     params = sum(p.numel() for p in model.parameters())
     return (
         f"{cfg.attention} attention ({cfg.rule} rule{variant}), {cfg.num_layers} layers, {cfg.num_heads} heads "
