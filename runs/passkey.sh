@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=${OUT:-runs/out}
-STAGES=${STAGES:-"a b c d e eval ship"}
+STAGES=${STAGES:-"a b c d e f g ship eval"}
 VARIANT=${VARIANT:-shift}
 RULE=()  # stage b's memory rule when it is not the stage-a model's (linear)
 case $VARIANT in
@@ -25,9 +25,9 @@ esac
 MINI=(--preset small --model num_layers=2 --model hidden_size=128 --model head_dim=32 --model ffn_size=384
       --model key_shift=$SHIFT)
 A=e4a${SUFFIX/-deltanet/}; B=e5-copy-${VARIANT}-curriculum; C=e6-passkey-$VARIANT; D=e7-passkey-$VARIANT-5k
-E=e12-passkey-stretch-taps
-LAST=$D  # the checkpoint that the eval and ship stages read
-if [ "$VARIANT" = shift ]; then LAST=$E; fi
+E=e12-passkey-stretch-taps; F=e13-passkey-stretch-1k; G=e14-passkey-doubled
+LAST=$D  # the checkpoint that the ship and eval stages read
+if [ "$VARIANT" = shift ]; then LAST=$G; fi
 
 run_stage() {  # name, then infini train arguments
   local name=$1; shift
@@ -68,8 +68,22 @@ for stage in $STAGES; do
         --model query_shift=2 --sharpness-lr 1e-2 --stretch-max 256 --stretch-curriculum-steps 300 --seq-len 5120 \
         --min-len 1024 --local-start 0.1 --local-end 0.1 --batch-size 8 --steps 600 --lr 5e-4 --warmup-steps 20 \
         --save-every 50 --eval-every 200 --eval-lengths 4096 131072 --eval-keys 10 ;;
+    f)  # shift variant only: the same with the haystack looking up to 1024x longer (~15 min)
+      [ "$VARIANT" = shift ] || { echo "stage f: the key_shift variant only"; continue; }
+      run_stage $F --task passkey --init-from "$OUT/$E/checkpoint" --sharpness-lr 1e-2 --stretch-max 1024 \
+        --stretch-curriculum-steps 300 --seq-len 5120 --min-len 1024 --local-start 0.1 --local-end 0.1 --batch-size 8 \
+        --steps 600 --lr 3e-4 --warmup-steps 20 --save-every 50 --eval-every 300 --eval-lengths 131072 1048576 \
+        --eval-keys 5 ;;
+    g)  # shift variant only: half the keys with a digit written twice in a row (44167 failed until here) (~17 min)
+      [ "$VARIANT" = shift ] || { echo "stage g: the key_shift variant only"; continue; }
+      run_stage $G --task passkey --init-from "$OUT/$F/checkpoint" --sharpness-lr 1e-2 --stretch-max 1024 \
+        --doubled-keys 0.5 --seq-len 5120 --min-len 1024 --local-start 0.1 --local-end 0.1 --batch-size 8 \
+        --steps 400 --lr 3e-4 --warmup-steps 20 --save-every 50 --eval-every 200 --eval-lengths 4096 1048576 \
+        --eval-keys 5 ;;
     eval)
-      infini eval passkey --checkpoint "$OUT/$LAST/checkpoint" --lengths 1K 4K 16K 32K 128K 1M --depths 0 0.5 1 \
+      checkpoint="$OUT/$LAST/checkpoint"  # the shipped copy for the shift variant, so that the page names it
+      if [ "$VARIANT" = shift ]; then checkpoint=src/infini_attention/assets/passkey; fi
+      infini eval passkey --checkpoint "$checkpoint" --lengths 1K 4K 16K 32K 128K 1M --depths 0 0.5 1 \
         --keys 8 --ablation-up-to 32K --out "docs/results/passkey$SUFFIX" ;;
     ship)
       [ "$VARIANT" = shift ] || { echo "only the key_shift model is shipped"; continue; }
@@ -79,7 +93,8 @@ for stage in $STAGES; do
 import json, sys
 config = json.load(open(sys.argv[1]))
 config["about"] = ("Trained on this repo's CPU recipe runs/passkey.sh (copy pre-training, then passkey on inputs of "
-                   "at most 5K tokens); results in docs/results/passkey.md.")
+                   "at most 5K tokens, with filler segments written up to 1024 times into the memory: stretch.py); "
+                   "results in docs/results/passkey.md.")
 json.dump(config, open("src/infini_attention/assets/passkey/config.json", "w"), indent=2)
 PY
       ;;
