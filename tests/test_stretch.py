@@ -123,3 +123,18 @@ def test_training_with_stretched_writes_runs_and_resumes(tmp_path):
     assert resumed["loss"] == pytest.approx(whole["loss"], rel=1e-5)
     with pytest.raises(ValueError, match="passkey"):
         train(TrainConfig(**{**base, "task": "copy"}, steps=1, out=str(tmp_path / "copy")), progress=False)
+
+
+def test_aligned_lengths_put_the_answer_at_a_segment_start():
+    base = dict(task="passkey", seq_len=1500, min_len=300, batch_size=2)
+    plain = PasskeyTask(TrainConfig(**base), 64)
+    aligned = PasskeyTask(TrainConfig(**base, aligned_lengths=1.0), 64)
+    prompt_lengths = []
+    for step in range(20):
+        ids, labels = aligned.batch(step)
+        prompt = int((labels[0] != -100).nonzero()[0]) + 1  # the first answer token is predicted at prompt - 1
+        prompt_lengths.append(prompt)
+    assert all(n % 64 == 0 for n in prompt_lengths)
+    plain_lengths = [int((plain.batch(s)[1][0] != -100).nonzero()[0]) + 1 for s in range(20)]
+    assert sum(n % 64 == 0 for n in plain_lengths) < 5
+    assert torch.equal(PasskeyTask(TrainConfig(**base, aligned_lengths=0.0), 64).batch(3)[0], plain.batch(3)[0])

@@ -52,6 +52,9 @@ class PasskeyTask:
         c = self.cfg
         rng = _rng(c.seed, step, rank, micro)
         length = _length(rng, c, step)
+        if c.aligned_lengths > 0 and rng.random() < c.aligned_lengths:  # no draw when off
+            # a whole number of segments: the answer then starts a new segment, as at every power-of-two length
+            length = max(self.segment_len, length - length % self.segment_len)
         return passkey.training_instances(
             self.tokenizer,
             c.batch_size,

@@ -72,6 +72,9 @@ class TrainConfig:
     # passkey / copy tasks
     digits: int = 5  # passkey: key length
     doubled_keys: float = 0.0  # passkey: share of training keys with a digit written twice in a row (the hard ones)
+    # passkey: share of batches whose length is a multiple of the segment length, so that the answer starts a new
+    # segment (every power-of-two evaluation length does; a random length does 1 time in segment_len)
+    aligned_lengths: float = 0.0
     full_loss: bool = False  # passkey: language-model loss on the prompt too, not only on the answer
     local_start: float = 0.5  # passkey: share of needles in the question's segment at step 0
     local_end: float = 0.1  # passkey: ... at the end of the curriculum
