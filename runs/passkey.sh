@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=${OUT:-runs/out}
-STAGES=${STAGES:-"a b c d e f g ship eval"}
+STAGES=${STAGES:-"a b c d e f g h ship eval"}
 VARIANT=${VARIANT:-shift}
 RULE=()  # stage b's memory rule when it is not the stage-a model's (linear)
 case $VARIANT in
@@ -25,9 +25,9 @@ esac
 MINI=(--preset small --model num_layers=2 --model hidden_size=128 --model head_dim=32 --model ffn_size=384
       --model key_shift=$SHIFT)
 A=e4a${SUFFIX/-deltanet/}; B=e5-copy-${VARIANT}-curriculum; C=e6-passkey-$VARIANT; D=e7-passkey-$VARIANT-5k
-E=e12-passkey-stretch-taps; F=e13-passkey-stretch-1k; G=e14-passkey-doubled
+E=e12-passkey-stretch-taps; F=e13-passkey-stretch-1k; G=e14-passkey-doubled; H=e15-passkey-aligned
 LAST=$D  # the checkpoint that the ship and eval stages read
-if [ "$VARIANT" = shift ]; then LAST=$G; fi
+if [ "$VARIANT" = shift ]; then LAST=$H; fi
 
 run_stage() {  # name, then infini train arguments
   local name=$1; shift
@@ -74,12 +74,19 @@ for stage in $STAGES; do
         --stretch-curriculum-steps 300 --seq-len 5120 --min-len 1024 --local-start 0.1 --local-end 0.1 --batch-size 8 \
         --steps 600 --lr 3e-4 --warmup-steps 20 --save-every 50 --eval-every 300 --eval-lengths 131072 1048576 \
         --eval-keys 5 ;;
-    g)  # shift variant only: half the keys with a digit written twice in a row (44167 failed until here) (~17 min)
+    g)  # shift variant only: half the keys with a digit written twice in a row (~18 min)
       [ "$VARIANT" = shift ] || { echo "stage g: the key_shift variant only"; continue; }
       run_stage $G --task passkey --init-from "$OUT/$F/checkpoint" --sharpness-lr 1e-2 --stretch-max 1024 \
         --doubled-keys 0.5 --seq-len 5120 --min-len 1024 --local-start 0.1 --local-end 0.1 --batch-size 8 \
         --steps 400 --lr 3e-4 --warmup-steps 20 --save-every 50 --eval-every 200 --eval-lengths 4096 1048576 \
         --eval-keys 5 ;;
+    h)  # shift variant only: half the batches a whole number of segments long, so that the answer often starts a
+        # new segment as at every power-of-two length (doubled digits failed there until here) (~18 min)
+      [ "$VARIANT" = shift ] || { echo "stage h: the key_shift variant only"; continue; }
+      run_stage $H --task passkey --init-from "$OUT/$G/checkpoint" --sharpness-lr 1e-2 --stretch-max 1024 \
+        --doubled-keys 0.5 --aligned-lengths 0.5 --seq-len 5120 --min-len 1024 --local-start 0.1 --local-end 0.1 \
+        --batch-size 8 --steps 400 --lr 3e-4 --warmup-steps 20 --save-every 50 --eval-every 200 \
+        --eval-lengths 4096 1048576 --eval-keys 5 ;;
     eval)
       checkpoint="$OUT/$LAST/checkpoint"  # the shipped copy for the shift variant, so that the page names it
       if [ "$VARIANT" = shift ]; then checkpoint=src/infini_attention/assets/passkey; fi
