@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from conftest import assert_close
+from conftest import assert_close, shift_term
 from infini_attention import InfiniTransformer, ModelConfig, ModelState
 
 N = 16
@@ -234,13 +234,9 @@ def test_several_shift_taps_on_keys_and_queries():
         _, first = attn(x[:, :2])  # a call shorter than the taps: the terms owed to later tokens are carried
         _, state = attn(x[:, 2:], first)
 
-        def shifted(proj, taps, heads, t):
-            w = proj.weight.view(taps, heads * 16, -1)
-            return sum(w[j - 1] @ x[0, t - j] for j in range(1, taps + 1) if t - j >= 0)
-
         for t in range(7):
-            k = attn.k_proj(x[0, t]) + shifted(attn.shift_proj, 3, 2, t)
-            q = attn.q_proj(x[0, t]) + shifted(attn.query_shift_proj, 2, 4, t)
+            k = attn.k_proj(x[0, t]) + shift_term(attn.shift_proj, x[0], 3, t)
+            q = attn.q_proj(x[0, t]) + shift_term(attn.query_shift_proj, x[0], 2, t)
             got_k = torch.cat(seen["k"], dim=2)[0, :, t].flatten()
             got_q = torch.cat(seen["q"], dim=2)[0, :, t].flatten()
             assert_close(got_k, k, what=f"key {t}")

@@ -5,6 +5,7 @@ import random
 import pytest
 import torch
 
+from conftest import shift_term
 from infini_attention import InfiniTransformer, ModelConfig
 from infini_attention.data import passkey
 from infini_attention.data.tokenizers import ByteTokenizer
@@ -172,10 +173,6 @@ def test_memory_share_matches_a_brute_force_computation(variant):
         model(ids)
     sig = lambda x: torch.nn.functional.elu(x) + 1
 
-    def shifted(proj, x, taps, t):
-        w = proj.weight.view(taps, -1, x.shape[-1])
-        return sum(w[j - 1] @ x[t - j] for j in range(1, taps + 1) if t >= j)
-
     written = (640 // 64) * 64  # tokens folded into the memory before the answer
     start, end = inst.needle_spans[0]
     shares = []
@@ -184,8 +181,8 @@ def test_memory_share_matches_a_brute_force_computation(variant):
         k = torch.cat([out for _, out in store["k"]], dim=1)[0].detach()
         q = store["q"][-1][0, -1].detach()
         if shift:
-            k = torch.stack([k[t] + shifted(layer.self_attn.shift_proj, x, 2, t) for t in range(640)])
-            q = q + shifted(layer.self_attn.query_shift_proj, x, 1, 639)
+            k = torch.stack([k[t] + shift_term(layer.self_attn.shift_proj, x, 2, t) for t in range(640)])
+            q = q + shift_term(layer.self_attn.query_shift_proj, x, 1, 639)
         k, q = k.view(640, 2, 16), q.view(4, 16)
         for h in range(4):
             j = h // 2

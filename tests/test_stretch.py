@@ -12,6 +12,7 @@ from infini_attention.data.tokenizers import ByteTokenizer
 from infini_attention.stretch import forward_with_write_weights
 from infini_attention.tasks import PasskeyTask
 from infini_attention.train import TrainConfig, train
+from test_train import TINY
 
 SEG = 16
 
@@ -104,19 +105,7 @@ def test_passkey_write_weights_follow_the_batch_and_the_curriculum():
 
 
 def test_training_with_stretched_writes_runs_and_resumes(tmp_path):
-    base = dict(
-        preset="tiny",
-        model={"segment_len": 32},
-        task="passkey",
-        seq_len=320,
-        min_len=280,
-        batch_size=2,
-        eval_every=0,
-        warmup_steps=2,
-        lr=3e-3,
-        stretch_max=50.0,
-        save_every=2,
-    )
+    base = {**TINY, "stretch_max": 50.0, "save_every": 2}
     whole = train(TrainConfig(**base, steps=4, out=str(tmp_path / "whole")), progress=False)
     train(TrainConfig(**base, steps=2, out=str(tmp_path / "part")), progress=False)
     resumed = train(TrainConfig(**base, steps=4, out=str(tmp_path / "part")), resume=True, progress=False)

@@ -311,7 +311,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     while step < cfg.steps:
         # rank r's micro-batch m is the task's micro-batch r * grad_accum + m: two ranks with one
         # micro-batch each read exactly what one process with two micro-batches reads
-        batches = [task.batch(step, 0, dist.rank * cfg.grad_accum + m) for m in range(cfg.grad_accum)]
+        micro_indices = [dist.rank * cfg.grad_accum + m for m in range(cfg.grad_accum)]
+        batches = [task.batch(step, 0, index) for index in micro_indices]
         # normalise by the labelled tokens of the whole step, summed over ranks and micro-batches
         step_count = dist.all_reduce_sum(float(sum(int((labels != -100).sum()) for _, labels in batches)))
         loss_sum, tokens = 0.0, 0
@@ -323,7 +324,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
                 torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16),
             ):
                 options = {"gradient_checkpointing": cfg.gradient_checkpointing, "detach_every": cfg.detach_every}
-                weights = task.write_weights(step, 0, micro) if cfg.stretch_max > 1 else None
+                weights = task.write_weights(step, 0, micro_indices[micro]) if cfg.stretch_max > 1 else None
                 if weights is None:
                     logits, _ = wrapped(ids, **options)
                 else:
