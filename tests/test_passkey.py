@@ -9,7 +9,14 @@ from conftest import shift_term
 from infini_attention import InfiniTransformer, ModelConfig
 from infini_attention.data import passkey
 from infini_attention.data.tokenizers import ByteTokenizer
-from infini_attention.eval.passkey import evaluate_cell, evaluate_passkey, format_table, plot_heatmap, summary
+from infini_attention.eval.passkey import (
+    evaluate_cell,
+    evaluate_passkey,
+    format_table,
+    instance_seed,
+    plot_heatmap,
+    summary,
+)
 
 TOK = ByteTokenizer()
 
@@ -162,7 +169,7 @@ def test_memory_share_matches_a_brute_force_computation(variant):
             for layer in model.layers:
                 layer.self_attn.shift_proj.weight.normal_(0.0, 0.1)
                 layer.self_attn.query_shift_proj.weight.normal_(0.0, 0.1)
-    inst = passkey.make_instance(TOK, 640, 0.0, seed=0)
+    inst = passkey.make_instance(TOK, 640, 0.0, seed=instance_seed(0, 640, 0.0, 0))  # the evaluation's instance
     row = evaluate_cell(model, TOK, 640, 0.0, 1)
     ids = inst.prompt_ids()[None]
     captured = [{}, {}]

@@ -13,6 +13,7 @@ import random
 import torch
 
 from infini_attention.data import passkey
+from infini_attention.data.formats import get_format
 from infini_attention.data.tokenizers import get_tokenizer
 
 
@@ -55,15 +56,22 @@ class PasskeyTask:
         if c.aligned_lengths > 0 and rng.random() < c.aligned_lengths:  # no draw when off
             # a whole number of segments: the answer then starts a new segment, as at every power-of-two length
             length = max(self.segment_len, length - length % self.segment_len)
+        # one prompt format and one haystack per micro-batch, drawn only when there is a choice
+        fmt = c.formats[0] if len(c.formats) == 1 else rng.choice(c.formats)
+        haystack = (c.haystacks or ["paper"])[0] if len(c.haystacks) <= 1 else rng.choice(c.haystacks)
+        form = get_format(fmt)
         return passkey.training_instances(
             self.tokenizer,
             c.batch_size,
             length,
             rng,
-            digits=c.digits,
+            digits=c.digits if form.default_digits == 5 else None,  # RULER values keep their 7 digits
             local_fraction=self.local_fraction(step),
             segment_len=self.segment_len,
             doubled_fraction=c.doubled_keys,
+            needles=form.default_needles,
+            fmt=fmt,
+            haystack=haystack,
         )
 
     def batch(self, step: int, rank: int = 0, micro: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,29 +99,40 @@ class PasskeyTask:
         rng = random.Random(f"stretch-{self.cfg.seed}-{step}-{rank}-{micro}")
         limit = self.stretch_limit(step)
         rows = []
-        for inst in self._instances(step, rank, micro):
+        instances = self._instances(step, rank, micro)
+        width = max(inst.length + len(inst.answer_ids) for inst in instances)  # batch_tensors pads to it
+        segments = -(-width // self.segment_len)
+        for inst in instances:
             w = math.exp(rng.uniform(0.0, math.log(limit)))
-            rows.append([w if filler else 1.0 for filler in passkey.filler_segments(inst, self.segment_len)])
+            row = [w if filler else 1.0 for filler in passkey.filler_segments(inst, self.segment_len)]
+            rows.append(row + [1.0] * (segments - len(row)))
         return torch.tensor(rows)
 
     def evaluate(self, model, device, cfg) -> dict:
-        """Exact match with the needle only in memory (depths 0.1-0.5) and in the local window (depth 1)."""
+        """Exact match with the needle only in memory (depths 0.1-0.5) and in the local window (depth 1),
+        for every training format, on `eval_haystack` (default: the paper's filler)."""
         from infini_attention.eval.passkey import evaluate_cell
 
         out = {}
-        for length in cfg.eval_lengths:
-            memory = [
-                evaluate_cell(model, self.tokenizer, length, d, cfg.eval_keys, digits=cfg.digits, seed=10_000)
-                for d in (0.1, 0.5)
-            ]
-            local = evaluate_cell(model, self.tokenizer, length, 1.0, cfg.eval_keys, digits=cfg.digits, seed=10_000)
-            name = f"passkey_{length}"
-            out[f"{name}_memory_acc"] = sum(r.accuracy for r in memory) / len(memory)
-            out[f"{name}_memory_digits"] = sum(r.digit_accuracy for r in memory) / len(memory)
-            shares = [r.memory_share for r in memory if r.memory_share is not None]
-            if shares:  # none for the deltanet rule, which has no normaliser
-                out[f"{name}_key_share"] = sum(shares) / len(shares)
-            out[f"{name}_end_acc"] = local.accuracy
+        for fmt in cfg.formats:
+            form = get_format(fmt)
+            kwargs = dict(
+                digits=cfg.digits if form.default_digits == 5 else None,
+                seed=10_000,
+                fmt=fmt,
+                haystack=cfg.eval_haystack,
+                needles=form.default_needles,
+            )
+            for length in cfg.eval_lengths:
+                memory = [evaluate_cell(model, self.tokenizer, length, d, cfg.eval_keys, **kwargs) for d in (0.1, 0.5)]
+                local = evaluate_cell(model, self.tokenizer, length, 1.0, cfg.eval_keys, **kwargs)
+                name = f"passkey_{length}" if fmt == "passkey" else f"{fmt}_{length}"
+                out[f"{name}_memory_acc"] = sum(r.accuracy for r in memory) / len(memory)
+                out[f"{name}_memory_digits"] = sum(r.digit_accuracy for r in memory) / len(memory)
+                shares = [r.memory_share for r in memory if r.memory_share is not None]
+                if shares:  # none for the deltanet rule, which has no normaliser
+                    out[f"{name}_key_share"] = sum(shares) / len(shares)
+                out[f"{name}_end_acc"] = local.accuracy
         return out
 
 

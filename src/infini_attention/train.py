@@ -76,6 +76,12 @@ class TrainConfig:
     # segment (every power-of-two evaluation length does; a random length does 1 time in segment_len)
     aligned_lengths: float = 0.0
     full_loss: bool = False  # passkey: language-model loss on the prompt too, not only on the answer
+    # passkey: prompt formats (data/formats.py: passkey, ruler, ruler-multikey, paraphrase), one drawn per batch
+    formats: list = field(default_factory=lambda: ["passkey"])
+    # passkey: haystacks, one drawn per batch: "paper" (the paper's filler) or text files (data/haystack.py);
+    # empty = the paper's filler
+    haystacks: list = field(default_factory=list)
+    eval_haystack: str | None = None  # passkey: the haystack of the training-time evaluation (None: the paper's)
     local_start: float = 0.5  # passkey: share of needles in the question's segment at step 0
     local_end: float = 0.1  # passkey: ... at the end of the curriculum
     curriculum_steps: int = 1000  # passkey: steps over which that share falls

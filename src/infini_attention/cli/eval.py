@@ -13,6 +13,8 @@ from pathlib import Path
 
 from infini_attention.utils import format_bytes, format_count, parse_count
 
+FORMAT_NAMES = ("passkey", "ruler", "ruler-multikey", "paraphrase")  # data/formats.py (not imported: --help stays fast)
+
 HELP = "evaluate a model: passkey retrieval (passkey) or long-document perplexity (ppl)"
 
 # sub-command -> module with add_arguments/run; a module that is not there yet is skipped
@@ -40,12 +42,29 @@ def run(args) -> int:
 
 def add_passkey_arguments(p):
     p.add_argument("--checkpoint", required=True, help="model folder (model.safetensors + config.json)")
-    p.add_argument("--lengths", nargs="+", default=["4K", "32K", "128K", "512K", "1M"], help="prompt lengths")
+    p.add_argument(
+        "--lengths",
+        nargs="+",
+        default=["4000", "32000", "128000", "1000000"],
+        help="prompt lengths in tokens (K/M suffixes: 4K = 4096); the default is not a multiple of any segment",
+    )
     p.add_argument("--depths", nargs="+", type=float, default=[0.0, 0.5, 1.0], help="needle depths in [0, 1]")
     p.add_argument("--grid", action="store_true", help="a 10 x 10 grid: 10 depths and 10 lengths up to the largest")
     p.add_argument("--keys", type=int, default=5, help="instances per (length, depth) cell")
-    p.add_argument("--digits", type=int, default=5, help="key length, 1-10 digits")
-    p.add_argument("--filler", help="a text file to use as the haystack instead of the paper's filler")
+    p.add_argument("--digits", type=int, default=None, help="key length, 1-10 digits (default: the format's, 5 or 7)")
+    p.add_argument(
+        "--format",
+        default="passkey",
+        choices=sorted(FORMAT_NAMES),
+        help="prompt format: the paper's passkey, RULER's single needle (ruler) or multi-key needles (ruler-multikey)",
+    )
+    p.add_argument("--needles", type=int, default=None, help="needles per prompt (default: the format's, 1 or 4)")
+    p.add_argument(
+        "--haystack",
+        default=None,
+        help="text file(s), comma-separated, read as running text cut between sentences (default: the paper filler)",
+    )
+    p.add_argument("--filler", help="a text repeated as the haystack (the older option; see --haystack)")
     p.add_argument("--tokenizer", default=None, help="tokenizer name (default: the checkpoint's, else byte)")
     p.add_argument("--no-ablation", action="store_true", help="skip the memory-reset ablation")
     p.add_argument(
@@ -71,8 +90,19 @@ def checkpoint_tokenizer(folder: str | Path) -> str:
 
 def run_passkey(args) -> int:
     from infini_attention.checkpoint import load_model
+    from infini_attention.data.formats import get_format
+    from infini_attention.data.haystack import get_haystack
     from infini_attention.data.tokenizers import get_tokenizer
     from infini_attention.eval import passkey
+
+    if args.haystack and args.filler:
+        print("give --haystack or --filler, not both", file=sys.stderr)
+        return 2
+    try:
+        haystack = get_haystack(args.haystack) if args.haystack else None
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
 
     model = load_model(args.checkpoint)
     tokenizer = get_tokenizer(args.tokenizer or checkpoint_tokenizer(args.checkpoint))
@@ -92,6 +122,9 @@ def run_passkey(args) -> int:
         digits=args.digits,
         seed=args.seed,
         filler=args.filler,
+        haystack=haystack,
+        fmt=args.format,
+        needles=args.needles or get_format(args.format).default_needles,
         bf16=args.bf16,
     )
     table = passkey.format_table(rows)
@@ -108,9 +141,15 @@ def run_passkey(args) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         command = "infini eval passkey " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["eval", "passkey"] else [])
-        passkey.save_json(rows, out.with_suffix(".json"), extra={"checkpoint": str(args.checkpoint)})
+        extra = {"checkpoint": str(args.checkpoint), "format": args.format, "haystack": args.haystack or args.filler}
+        passkey.save_json(rows, out.with_suffix(".json"), extra=extra)
         passkey.plot_heatmap(rows, out.with_suffix(".png"), title=f"Passkey retrieval, {Path(args.checkpoint).name}")
-        out.with_suffix(".md").write_text(passkey.format_report(rows, command, model, out.with_suffix(".png").name))
+        setting = (
+            f"format `{args.format}`, haystack `{args.haystack or args.filler or 'the paper filler'}`, "
+            f"{args.keys} fresh instances (keys and haystack starts) per (length, depth) cell, seed {args.seed}"
+        )
+        report = passkey.format_report(rows, command, model, out.with_suffix(".png").name, setting=setting)
+        out.with_suffix(".md").write_text(report)
         print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.png')}, {out.with_suffix('.md')}")
     return 0
 

@@ -9,6 +9,7 @@ exists as one string.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,18 +17,19 @@ from pathlib import Path
 
 import torch
 
+from infini_attention.data import haystack as haystacks
+from infini_attention.data.formats import PaperPasskey, get_format, random_key
 from infini_attention.data.tokenizers import Tokenizer
 
-PREFIX = (
-    "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
-    "I will quiz you about the important information there."
-)
-FILLER = " The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
-NEEDLE = " The pass key is {key}. Remember it. {key} is the pass key."
-QUESTION = " What is the pass key? The pass key is"
-# With several needles each key is numbered and the question asks for one of them.
-NUMBERED_NEEDLE = " The pass key number {i} is {key}. Remember it. {key} is the pass key number {i}."
-NUMBERED_QUESTION = " What is the pass key number {i}? The pass key number {i} is"
+__all__ = ["PasskeyInstance", "Span", "make_instance", "random_key", "training_instances", "batch_tensors"]
+
+# The paper's prompt (data/formats.py holds it and the other formats; these names stay for callers)
+PREFIX = PaperPasskey.PREFIX
+FILLER = haystacks.FILLER
+NEEDLE = PaperPasskey.NEEDLE
+QUESTION = PaperPasskey.QUESTION
+NUMBERED_NEEDLE = PaperPasskey.NUMBERED_NEEDLE
+NUMBERED_QUESTION = PaperPasskey.NUMBERED_QUESTION
 
 
 @dataclass
@@ -50,6 +52,8 @@ class PasskeyInstance:
     spans: list[Span]  # the prompt, in order
     needle_spans: list[tuple[int, int]]  # [start, end) token positions of each needle
     answer_ids: list[int]  # the tokens of " <key>"
+    prefix_len: int = 0  # tokens of the instruction before the haystack
+    question_len: int = 0  # tokens of the question after it
 
     @property
     def key(self) -> str:
@@ -88,83 +92,93 @@ class PasskeyInstance:
         return self.needle_spans[self.ask][1] <= self.question_segment(segment_len) * segment_len
 
 
-def random_key(rng: random.Random, digits: int, doubled: bool = False) -> str:
-    """A random key of `digits` digits (no leading zero); `doubled`: one digit is written twice in a row."""
-    if not 1 <= digits <= 10:
-        raise ValueError(f"keys have 1 to 10 digits, got {digits}")
-    key = str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(digits - 1))
-    if doubled and digits >= 2:
-        i = rng.randrange(1, digits)
-        key = key[:i] + key[i - 1] + key[i + 1 :]
-    return key
-
-
 def make_instance(
     tokenizer: Tokenizer,
     length: int,
     depth: float | list[float] = 0.5,
     seed: int = 0,
-    digits: int = 5,
+    digits: int | None = None,
     filler: str | Path | None = None,
     ask: int | None = None,
     doubled: bool = False,
+    *,
+    fmt: str = "passkey",
+    haystack=None,
+    words: list[str] | None = None,
 ) -> PasskeyInstance:
-    """A passkey prompt of exactly `length` tokens with needles at the given depths.
+    """A needle prompt of exactly `length` tokens with needles at the given depths.
 
     depth: a fraction of the haystack in [0, 1], or a list of them for several needles (each with
-        its own numbered key; the question asks for needle `ask`, chosen by the seed if None).
-    filler: text, or a path to a text file, repeated as the haystack (default: the paper's filler).
+        its own key; the question asks for needle `ask`, chosen by the seed if None).
+    fmt: the prompt format (data/formats.py): "passkey" (the paper's), "ruler", "ruler-multikey",
+        "paraphrase"; digits: the key length (default: the format's, 5 or 7).
+    haystack: a haystack object or name (data/haystack.py: "paper", or text file paths); running
+        text is read from a random sentence chosen by the seed, and needles go between sentences.
+    filler: the older option: a text, or a text file, repeated as the haystack.
+    words: the word list of RULER keys (default: the haystack's words).
     doubled: every key holds one digit written twice in a row (hard keys, for training).
-    The key and `ask` follow from `seed`; the same arguments always give the same instance.
+    The keys, `ask` and the haystack's start follow from `seed`: the same arguments give the same instance.
     """
     depths = [depth] if isinstance(depth, int | float) else list(depth)
     if not depths or any(not 0.0 <= d <= 1.0 for d in depths):
         raise ValueError(f"depths must lie in [0, 1], got {depths}")
-    rng = random.Random(seed)
-    keys = [random_key(rng, digits, doubled) for _ in depths]
-    if ask is None:
-        ask = rng.randrange(len(depths))
-    if not 0 <= ask < len(depths):
+    if ask is not None and not 0 <= ask < len(depths):
         raise ValueError(f"ask must index one of the {len(depths)} needles, got {ask}")
-    if len(depths) == 1:
-        needles = [tokenizer.encode(NEEDLE.format(key=keys[0]))]
-        question = tokenizer.encode(QUESTION)
-    else:
-        needles = [tokenizer.encode(NUMBERED_NEEDLE.format(i=i + 1, key=k)) for i, k in enumerate(keys)]
-        question = tokenizer.encode(NUMBERED_QUESTION.format(i=ask + 1))
-    prefix = tokenizer.encode(PREFIX)
-    if filler is None:
-        unit = tokenizer.encode(FILLER)
-    else:
-        text = Path(filler).read_text() if isinstance(filler, Path) or Path(str(filler)).is_file() else str(filler)
-        unit = tokenizer.encode(" " + " ".join(text.split()))
-        if not unit:
-            raise ValueError("the filler text is empty")
-    haystack = length - len(prefix) - len(question) - sum(len(n) for n in needles)
-    if haystack < 0:
+    form = get_format(fmt)
+    source = _haystack(haystack, filler)
+    if words is None and fmt.startswith("ruler"):
+        words = _words(source)
+    rng = random.Random(seed)
+    prompt = form.draw(rng, len(depths), digits or form.default_digits, doubled, words, ask)
+    needles = [tokenizer.encode(t) for t in prompt.needles]
+    question = tokenizer.encode(prompt.question)
+    prefix = tokenizer.encode(prompt.prefix)
+    size = length - len(prefix) - len(question) - sum(len(n) for n in needles)
+    if size < 0:
         raise ValueError(
-            f"length {length} is too short: the instruction, needles and question alone take {length - haystack} tokens"
+            f"length {length} is too short: the instruction, needles and question alone take {length - size} tokens"
         )
+    hay = source.draw(tokenizer, size, random.Random(f"haystack-{seed}"))
 
-    # Needles go in depth order at whole filler units (sentence boundaries for the default filler).
+    # Needles go in depth order at sentence boundaries of the haystack.
     order = sorted(range(len(depths)), key=lambda i: depths[i])
     spans, needle_spans = [Span(prefix, len(prefix))], [(0, 0)] * len(depths)
     position, used = len(prefix), 0
     for i in order:
-        before = int(depths[i] * haystack)
-        if len(unit) <= 256:  # snap to a unit boundary so that no sentence is cut before a needle
-            before -= before % len(unit)
-        before = max(before - used, 0)
-        spans.append(Span(unit, before))
-        position, used = position + before, used + before
+        cut = hay.snap(int(depths[i] * size), floor=used)
+        spans.append(hay.piece(used, cut))
+        position, used = position + cut - used, cut
         spans.append(Span(needles[i], len(needles[i])))
         needle_spans[i] = (position, position + len(needles[i]))
         position += len(needles[i])
-    spans.append(Span(unit, haystack - used))
+    spans.append(hay.piece(used, size))
     spans.append(Span(question, len(question)))
     spans = [s for s in spans if s.length > 0]
-    answer = tokenizer.encode(" " + keys[ask])
-    return PasskeyInstance(keys, ask, depths, spans, needle_spans, answer)
+    answer = tokenizer.encode(prompt.answer)
+    return PasskeyInstance(prompt.keys, prompt.ask, depths, spans, needle_spans, answer, len(prefix), len(question))
+
+
+def _haystack(haystack, filler):
+    """The haystack object for make_instance's `haystack` (a name or object) or older `filler` argument."""
+    if haystack is not None and filler is not None:
+        raise ValueError("give haystack or filler, not both")
+    if haystack is not None:
+        return haystacks.get_haystack(haystack) if isinstance(haystack, str) else haystack
+    if filler is None:
+        return haystacks.get_haystack(None)
+    is_file = isinstance(filler, Path) or Path(str(filler)).is_file()
+    text = Path(filler).read_text() if is_file else str(filler)
+    return haystacks.RepeatedFiller(" " + " ".join(text.split()))
+
+
+_WORDS: dict[int, list[str]] = {}
+
+
+def _words(source) -> list[str]:
+    """The haystack's word list (computed once per haystack)."""
+    if id(source) not in _WORDS:
+        _WORDS[id(source)] = source.words() or None
+    return _WORDS[id(source)]
 
 
 def training_batch(
@@ -191,28 +205,42 @@ def training_instances(
     batch_size: int,
     length: int,
     rng: random.Random,
-    digits: int = 5,
+    digits: int | None = 5,
     local_fraction: float = 0.0,
     segment_len: int | None = None,
     doubled_fraction: float = 0.0,
+    needles: int = 1,
+    **prompt,
 ) -> list[PasskeyInstance]:
     """The instances of `training_batch` (same arguments, same rng draws); a share `doubled_fraction`
-    of them gets a key with a digit written twice in a row (`random_key`)."""
+    of them gets a key with a digit written twice in a row (`random_key`).
+
+    needles: needles per prompt (the question asks for one); prompt: make_instance's fmt, haystack
+    and words.
+    """
     instances = []
     for _ in range(batch_size):
         seed = rng.getrandbits(32)
         doubled = doubled_fraction > 0 and rng.random() < doubled_fraction  # no draw when off
+        make = functools.partial(make_instance, tokenizer, length, seed=seed, digits=digits, doubled=doubled, **prompt)
+
+        def depths():
+            return rng.random() if needles == 1 else [rng.random() for _ in range(needles)]
+
         if segment_len is not None and length > segment_len:
             local = rng.random() < local_fraction
-            inst = _instance_with_placement(tokenizer, length, rng, seed, digits, local, segment_len, doubled)
+            inst = _instance_with_placement(make, depths, local, segment_len, needles)
         else:
-            inst = make_instance(tokenizer, length, rng.random(), seed, digits, doubled=doubled)
+            inst = make(depths())
         instances.append(inst)
     return instances
 
 
 def batch_tensors(instances: list[PasskeyInstance]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, labels) for instances of one length: prompt + answer, labels on the answer only."""
+    """(input_ids, labels) for instances of one length: prompt + answer, labels on the answer only.
+
+    Answers of different lengths are right-padded (id 0, label -100): harmless for a causal model.
+    """
     inputs, labels = [], []
     for inst in instances:
         prompt = inst.prompt_ids()
@@ -221,6 +249,9 @@ def batch_tensors(instances: list[PasskeyInstance]) -> tuple[torch.Tensor, torch
         label = torch.full_like(inputs[-1], -100)
         label[len(prompt) - 1 : -1] = answer  # position t predicts token t + 1
         labels.append(label)
+    width = max(len(r) for r in inputs)
+    inputs = [torch.cat([r, r.new_zeros(width - len(r))]) for r in inputs]
+    labels = [torch.cat([r, r.new_full((width - len(r),), -100)]) for r in labels]
     return torch.stack(inputs), torch.stack(labels)
 
 
@@ -228,8 +259,7 @@ def filler_segments(inst: PasskeyInstance, segment_len: int) -> list[bool]:
     """For each segment of prompt + answer: True when it is whole and holds filler only (no token
     of the instruction, a needle, the question or the answer)."""
     total = inst.length + len(inst.answer_ids)
-    instruction, question = inst.spans[0].length, inst.spans[-1].length
-    special = [(0, instruction), *inst.needle_spans, (inst.length - question, total)]  # [start, end) spans
+    special = [(0, inst.prefix_len), *inst.needle_spans, (inst.length - inst.question_len, total)]  # [start, end) spans
     return [
         (i + 1) * segment_len <= total
         and not any(start < (i + 1) * segment_len and end > i * segment_len for start, end in special)
@@ -237,11 +267,12 @@ def filler_segments(inst: PasskeyInstance, segment_len: int) -> list[bool]:
     ]
 
 
-def _instance_with_placement(tokenizer, length, rng, seed, digits, local, segment_len, doubled=False, tries=50):
-    """An instance whose needle is (local=True) or is not (local=False) in the question's segment."""
+def _instance_with_placement(make, depths, local: bool, segment_len: int, needles: int = 1, tries: int = 50):
+    """An instance whose asked needle is (local=True) or is not (local=False) in the question's segment."""
     for _ in range(tries):
-        inst = make_instance(tokenizer, length, rng.random(), seed, digits, doubled=doubled)
+        inst = make(depths())
         if inst.in_memory_only(segment_len) != local:
             return inst
-    # the random depth missed: put the needle at the very end (local) or start (memory)
-    return make_instance(tokenizer, length, 1.0 if local else 0.0, seed, digits, doubled=doubled)
+    # the random depths missed: put the asked needle at the very end (local) or start (memory)
+    edge = 1.0 if local else 0.0
+    return make(edge) if needles == 1 else make([edge] + [0.5] * (needles - 1), ask=0)

@@ -9,7 +9,9 @@ segment it must fall to chance.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -39,6 +41,7 @@ class PasskeyRow:
     peak_rss: int  # bytes, the process's resident memory at its highest during this cell
     memory_share: float | None = None  # share of the memory read mass on the needle (max over heads, mean over keys)
     answers: list = field(default_factory=list)  # (key, decoded answer) per instance
+    found_via: str = ""  # memory, straddling (the needle crosses into the question's segment) or local window
 
 
 def _stack_chunks(instances: list[PasskeyInstance], chunk_len: int):
@@ -110,6 +113,35 @@ class _NeedleProbe:
             h.remove()
 
 
+def instance_seed(seed: int, length: int, depth: float, i: int) -> int:
+    """A seed of its own for instance i of every (length, depth) cell: fresh keys and haystacks per cell."""
+    return random.Random(f"passkey-{seed}-{length}-{depth!r}-{i}").getrandbits(32)
+
+
+def cell_instances(tokenizer, length, depth, keys, *, seed=0, needles=1, **prompt) -> list[PasskeyInstance]:
+    """The `keys` instances of one cell; with several needles the asked one sits at `depth`, the others
+    at depths drawn from the instance's seed."""
+    out = []
+    for i in range(keys):
+        s = instance_seed(seed, length, depth, i)
+        if needles == 1:
+            out.append(make_instance(tokenizer, length, depth, seed=s, **prompt))
+        else:
+            rng = random.Random(s)
+            others = [rng.random() for _ in range(needles - 1)]
+            out.append(make_instance(tokenizer, length, [depth, *others], seed=s, ask=0, **prompt))
+    return out
+
+
+def found_via(inst: PasskeyInstance, segment_len: int) -> str:
+    """memory (the asked needle wholly before the question's segment), local window, or straddling."""
+    if inst.in_memory_only(segment_len):
+        return "memory"
+    if inst.needle_spans[inst.ask][0] // segment_len < inst.question_segment(segment_len):
+        return "straddling"
+    return "local window"
+
+
 @torch.no_grad()
 def evaluate_length(
     model,
@@ -118,23 +150,25 @@ def evaluate_length(
     depths: list[float],
     keys: int,
     *,
-    digits: int = 5,
+    digits: int | None = None,
     seed: int = 0,
     reset_memory: bool = False,
     filler=None,
+    haystack=None,
+    fmt: str = "passkey",
+    needles: int = 1,
     chunk_segments: int = 16,
     bf16: bool = False,
     progress=None,
 ) -> list[PasskeyRow]:
-    """Greedy exact-match accuracy of `keys` instances at each depth, all of one length, run as one batch."""
+    """Greedy exact-match accuracy of `keys` instances at each depth, all of one length, run as one batch.
+
+    Every cell draws its own keys (and haystack starts): `instance_seed`. A cell whose instances
+    differ in where the needle sits (memory, local window, straddling) gives one row per kind.
+    """
     n = model.config.segment_len
-    cells = [
-        [
-            make_instance(tokenizer, length, depth, seed=seed * 100_003 + i, digits=digits, filler=filler)
-            for i in range(keys)
-        ]
-        for depth in depths
-    ]
+    prompt = dict(digits=digits, filler=filler, haystack=haystack, fmt=fmt)
+    cells = [cell_instances(tokenizer, length, depth, keys, seed=seed, needles=needles, **prompt) for depth in depths]
     instances = [inst for cell in cells for inst in cell]
     probe = None if reset_memory else _NeedleProbe(model, [inst.needle_spans[inst.ask] for inst in instances])
     chunk_len = n if reset_memory else n * chunk_segments  # the ablation empties the memory every segment
@@ -149,7 +183,7 @@ def evaluate_length(
                 if progress is not None:
                     progress(chunk.shape[1] * chunk.shape[0])
             shares = probe.shares(state) if probe is not None else [None] * len(instances)
-            answer_len = len(instances[0].answer_ids)
+            answer_len = max(len(inst.answer_ids) for inst in instances)
             predicted = []
             for step in range(answer_len):
                 token = sample(logits[:, -1], temperature=0.0)
@@ -163,39 +197,60 @@ def evaluate_length(
             probe.close()
     seconds = time.perf_counter() - start
     predicted = torch.stack(predicted, dim=1)  # (depths * keys, answer_len)
-    truth = torch.tensor([inst.answer_ids for inst in instances])
-    correct = predicted == truth
     rows = []
     for c, (depth, cell) in enumerate(zip(depths, cells)):
-        rows_of_cell = slice(c * keys, (c + 1) * keys)
-        first = cell[0]
-        cell_shares = [x for x in shares[rows_of_cell] if x is not None]
-        rows.append(
-            PasskeyRow(
-                length=length,
-                depth=depth,
-                keys=keys,
-                accuracy=correct[rows_of_cell].all(dim=1).float().mean().item(),
-                digit_accuracy=correct[rows_of_cell].float().mean().item(),
-                needle_segment=first.needle_spans[first.ask][0] // n,
-                question_segment=first.question_segment(n),
-                in_memory=first.in_memory_only(n),
-                reset_memory=reset_memory,
-                seconds=seconds,
-                tokens_per_s=length * len(instances) / seconds,
-                peak_rss=peak,
-                memory_share=sum(cell_shares) / len(cell_shares) if cell_shares else None,
-                answers=[
-                    (inst.key, tokenizer.decode(p.tolist()).strip()) for inst, p in zip(cell, predicted[rows_of_cell])
-                ],
+        results = []  # (instance, exact, digits right, share, prediction) per instance of the cell
+        for j, inst in enumerate(cell):
+            row = c * keys + j
+            truth = torch.tensor(inst.answer_ids)
+            guess = predicted[row, : len(truth)]
+            right = guess == truth
+            results.append((inst, bool(right.all()), right.float().mean().item(), shares[row], guess))
+        for via in ("memory", "straddling", "local window"):
+            group = [r for r in results if found_via(r[0], n) == via]
+            if not group:
+                continue
+            first = group[0][0]
+            group_shares = [r[3] for r in group if r[3] is not None] if via == "memory" else []
+            rows.append(
+                PasskeyRow(
+                    length=length,
+                    depth=depth,
+                    keys=len(group),
+                    accuracy=sum(r[1] for r in group) / len(group),
+                    digit_accuracy=sum(r[2] for r in group) / len(group),
+                    needle_segment=first.needle_spans[first.ask][0] // n,
+                    question_segment=first.question_segment(n),
+                    in_memory=via == "memory",
+                    reset_memory=reset_memory,
+                    seconds=seconds,
+                    tokens_per_s=length * len(instances) / seconds,
+                    peak_rss=peak,
+                    memory_share=sum(group_shares) / len(group_shares) if group_shares else None,
+                    answers=[(r[0].key, tokenizer.decode(r[4].tolist()).strip()) for r in group],
+                    found_via=via,
+                )
             )
-        )
     return rows
 
 
 def evaluate_cell(model, tokenizer: Tokenizer, length: int, depth: float, keys: int, **kwargs) -> PasskeyRow:
-    """One (length, depth) cell: `keys` instances run as one batch."""
-    return evaluate_length(model, tokenizer, length, [depth], keys, **kwargs)[0]
+    """One (length, depth) cell: `keys` instances run as one batch, as one row (its kinds merged)."""
+    rows = evaluate_length(model, tokenizer, length, [depth], keys, **kwargs)
+    if len(rows) == 1:
+        return rows[0]
+    total = sum(r.keys for r in rows)
+    shares = [r.memory_share for r in rows if r.memory_share is not None]
+    return dataclasses.replace(
+        rows[0],
+        keys=total,
+        accuracy=sum(r.accuracy * r.keys for r in rows) / total,
+        digit_accuracy=sum(r.digit_accuracy * r.keys for r in rows) / total,
+        in_memory=all(r.in_memory for r in rows),
+        memory_share=shares[0] if shares else None,
+        answers=[a for r in rows for a in r.answers],
+        found_via=" / ".join(r.found_via for r in rows),
+    )
 
 
 def evaluate_passkey(
@@ -250,8 +305,8 @@ def evaluate_passkey(
 
 def format_table(rows: list[PasskeyRow]) -> str:
     """Markdown table: one line per (length, depth), the memory ablation beside the real result."""
-    real = {(r.length, r.depth): r for r in rows if not r.reset_memory}
-    reset = {(r.length, r.depth): r for r in rows if r.reset_memory}
+    real = {(r.length, r.depth, _found_via(r)): r for r in rows if not r.reset_memory}
+    reset = {(r.length, r.depth, _found_via(r)): r for r in rows if r.reset_memory}
     lines = [
         "| length | depth | needle seg. | question seg. | found via | accuracy | digits | memory reset: accuracy "
         "| key share of memory read | tokens/s | peak RSS |",
@@ -270,11 +325,11 @@ def format_table(rows: list[PasskeyRow]) -> str:
 
 
 def _found_via(r: PasskeyRow) -> str:
+    if r.found_via:
+        return r.found_via
     if r.in_memory:
         return "memory"
-    if r.needle_segment < r.question_segment:
-        return "memory + local"  # the needle straddles the boundary into the question's segment
-    return "local window"
+    return "straddling" if r.needle_segment < r.question_segment else "local window"
 
 
 def describe_model(model) -> str:
@@ -295,8 +350,10 @@ def describe_model(model) -> str:
     )
 
 
-def format_report(rows: list[PasskeyRow], command: str, model, image: str | None = None) -> str:
-    """A markdown page: the command, the model, the summary, the full table and the heatmap."""
+def format_report(
+    rows: list[PasskeyRow], command: str, model, image: str | None = None, setting: str | None = None
+) -> str:
+    """A markdown page: the command, the model, the prompt setting, the summary, the full table and the heatmap."""
     s = summary(rows)
     lines = [
         "# Passkey retrieval",
@@ -305,6 +362,7 @@ def format_report(rows: list[PasskeyRow], command: str, model, image: str | None
         "",
         f"Model: {describe_model(model)}.",
         "",
+        *([f"Prompts: {setting}.", ""] if setting else []),
         "Exact match of the whole key (greedy). *found via*: `memory` when the needle lies wholly before the "
         "question's segment, so that only the compressive memory can bring it back; `local window` when it "
         "is in the question's own segment; `memory + local` when it straddles the boundary. "
@@ -361,23 +419,17 @@ def plot_heatmap(rows: list[PasskeyRow], path, title: str = "Passkey retrieval")
     )
     for col, (ax, (name, group)) in enumerate(zip(axes[0], groups)):
         grid = torch.full((len(depths), len(lengths)), float("nan"))
-        for r in group:
-            grid[depths.index(r.depth), lengths.index(r.length)] = 100 * r.accuracy
-        im = ax.imshow(grid.numpy(), cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
         for i, d in enumerate(depths):
             for j, n in enumerate(lengths):
-                cell = next((r for r in group if r.depth == d and r.length == n), None)
-                if cell is None:
+                cell = [r for r in group if r.depth == d and r.length == n]
+                if not cell:
                     ax.text(j, i, "not run", ha="center", va="center", fontsize=7, color="grey")
                 else:
-                    ax.text(
-                        j,
-                        i,
-                        f"{100 * cell.accuracy:.0f}" + ("" if cell.in_memory else "*"),
-                        ha="center",
-                        va="center",
-                        fontsize=8,
-                    )
+                    acc = sum(r.accuracy * r.keys for r in cell) / sum(r.keys for r in cell)
+                    grid[i, j] = 100 * acc
+                    mark = "" if all(r.in_memory for r in cell) else "*"
+                    ax.text(j, i, f"{100 * acc:.0f}{mark}", ha="center", va="center", fontsize=8)
+        im = ax.imshow(grid.numpy(), cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
         ax.set_xticks(range(len(lengths)), [format_count(n) for n in lengths])
         ax.set_yticks(range(len(depths)), [f"{d:.2f}" for d in depths])
         ax.set_xlabel("context length (tokens)")

@@ -1,0 +1,166 @@
+"""Needle prompt formats, registered by name: what the instruction, the needles and the question say.
+
+A format turns random draws into the texts of one prompt (`Prompt`): the instruction before the
+haystack, one needle per depth, the question after it and the answer the model must give.
+
+- "passkey": the paper's prompt (PAPER.md); with several needles, numbered keys.
+- "ruler": RULER's single needle (Hsieh et al. 2024, niah_single): "One of the special magic
+  numbers for {key} is: {value}." with a word key and a 7-digit value.
+- "ruler-multikey": RULER's niah_multikey: the asked needle plus needles with other word keys
+  (one per extra depth; 4 needles in all in RULER).
+- "paraphrase": a fact stated in one of several phrasings ("The access code is ...", "Remember
+  this: the secret number is ..."), asked in another: for training, so that a model does not learn
+  one sentence by heart.
+
+A new format is one class with `draw(rng, needles, digits, doubled, words, ask)` added to FORMATS.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass
+class Prompt:
+    prefix: str  # the instruction, before the haystack
+    needles: list[str]  # one text per needle, each starting with a space
+    question: str  # after the haystack; the answer follows it
+    keys: list[str]  # the value each needle holds
+    ask: int  # the needle the question asks for
+
+    @property
+    def answer(self) -> str:
+        return " " + self.keys[self.ask]
+
+
+def random_key(rng: random.Random, digits: int, doubled: bool = False) -> str:
+    """A random key of `digits` digits (no leading zero); `doubled`: one digit is written twice in a row."""
+    if not 1 <= digits <= 10:
+        raise ValueError(f"keys have 1 to 10 digits, got {digits}")
+    key = str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(digits - 1))
+    if doubled and digits >= 2:
+        i = rng.randrange(1, digits)
+        key = key[:i] + key[i - 1] + key[i + 1 :]
+    return key
+
+
+class PaperPasskey:
+    """The paper's passkey prompt; several needles are numbered and one of them is asked."""
+
+    PREFIX = (
+        "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
+        "I will quiz you about the important information there."
+    )
+    NEEDLE = " The pass key is {key}. Remember it. {key} is the pass key."
+    QUESTION = " What is the pass key? The pass key is"
+    NUMBERED_NEEDLE = " The pass key number {i} is {key}. Remember it. {key} is the pass key number {i}."
+    NUMBERED_QUESTION = " What is the pass key number {i}? The pass key number {i} is"
+    default_digits = 5
+    default_needles = 1
+
+    def draw(self, rng: random.Random, needles: int, digits: int, doubled=False, words=None, ask=None) -> Prompt:
+        keys = [random_key(rng, digits, doubled) for _ in range(needles)]
+        ask = rng.randrange(needles) if ask is None else ask
+        if needles == 1:
+            return Prompt(self.PREFIX, [self.NEEDLE.format(key=keys[0])], self.QUESTION, keys, 0)
+        texts = [self.NUMBERED_NEEDLE.format(i=i + 1, key=k) for i, k in enumerate(keys)]
+        return Prompt(self.PREFIX, texts, self.NUMBERED_QUESTION.format(i=ask + 1), keys, ask)
+
+
+def word_key(rng: random.Random, words: list[str]) -> str:
+    """A RULER-style word key: one word, or two joined by a hyphen (RULER's "adjective-noun")."""
+    if rng.random() < 0.5:
+        return rng.choice(words)
+    return f"{rng.choice(words)}-{rng.choice(words)}"
+
+
+DEFAULT_WORDS = (
+    "apple river stone garden silver window forest candle mirror thunder harbor velvet meadow lantern "
+    "marble orange pepper rocket saddle tunnel violin wander yellow zipper bridge castle dragon falcon "
+    "glacier hollow island jungle kettle ladder magnet needle oyster pillow quiver ribbon shadow timber"
+).split()
+
+
+class RulerNeedle:
+    """RULER's needle-in-a-haystack format (niah_single with a word key and a number value)."""
+
+    PREFIX = (
+        "Some special magic numbers are hidden within the following text. Make sure to memorize it. "
+        "I will quiz you about the numbers afterwards."
+    )
+    NEEDLE = " One of the special magic numbers for {key} is: {value}."
+    QUESTION = (
+        " What are all the special magic numbers for {key} mentioned in the provided text?"
+        " The special magic numbers for {key} mentioned in the provided text are"
+    )
+    default_digits = 7
+    default_needles = 1
+    multikey = False
+
+    def draw(self, rng: random.Random, needles: int, digits: int, doubled=False, words=None, ask=None) -> Prompt:
+        words = words or DEFAULT_WORDS
+        if needles > 1 and not self.multikey:
+            raise ValueError("the ruler format has one needle; use ruler-multikey for several")
+        names: list[str] = []
+        while len(names) < needles:  # distinct keys
+            name = word_key(rng, words)
+            if name not in names:
+                names.append(name)
+        values = [random_key(rng, digits, doubled) for _ in range(needles)]
+        ask = rng.randrange(needles) if ask is None else ask
+        texts = [self.NEEDLE.format(key=n, value=v) for n, v in zip(names, values)]
+        return Prompt(self.PREFIX, texts, self.QUESTION.format(key=names[ask]), values, ask)
+
+
+class RulerMultikey(RulerNeedle):
+    """RULER's niah_multikey: several needles with different word keys, one asked."""
+
+    multikey = True
+    default_needles = 4  # RULER's niah_multikey_1
+
+
+class Paraphrase:
+    """One fact in one of several phrasings, asked in one of several others (training variety)."""
+
+    NAMES = ["pass key", "secret code", "access code", "magic number", "special number", "secret number", "PIN"]
+    PREFIXES = [
+        "There is an important info hidden inside a lot of irrelevant text. Find it and memorize them.",
+        "Read the text below carefully. A number is hidden in it; remember it.",
+        "Somewhere in this document there is a code. Keep it in mind.",
+        "",
+    ]
+    NEEDLES = [
+        " The {name} is {key}.",
+        " The {name} is {key}. Remember it. {key} is the {name}.",
+        " Remember this: the {name} is {key}.",
+        " Note that the {name} is {key}.",
+        " Important: the {name} is {key}. Do not forget it.",
+    ]
+    QUESTIONS = [
+        " What is the {name}? The {name} is",
+        " Question: what is the {name}? Answer: the {name} is",
+        " Now recall the number. The {name} is",
+        " The {name} mentioned in the text is",
+    ]
+    default_digits = 5
+    default_needles = 1
+
+    def draw(self, rng: random.Random, needles: int, digits: int, doubled=False, words=None, ask=None) -> Prompt:
+        names = rng.sample(self.NAMES, needles) if needles <= len(self.NAMES) else None
+        if names is None:
+            raise ValueError(f"the paraphrase format has at most {len(self.NAMES)} needles")
+        keys = [random_key(rng, digits, doubled) for _ in range(needles)]
+        ask = rng.randrange(needles) if ask is None else ask
+        texts = [rng.choice(self.NEEDLES).format(name=n, key=k) for n, k in zip(names, keys)]
+        question = rng.choice(self.QUESTIONS).format(name=names[ask])
+        return Prompt(rng.choice(self.PREFIXES), texts, question, keys, ask)
+
+
+FORMATS = {"passkey": PaperPasskey, "ruler": RulerNeedle, "ruler-multikey": RulerMultikey, "paraphrase": Paraphrase}
+
+
+def get_format(name: str):
+    if name not in FORMATS:
+        raise ValueError(f"unknown prompt format {name!r}: choose one of {', '.join(FORMATS)}")
+    return FORMATS[name]()
