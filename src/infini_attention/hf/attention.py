@@ -1,9 +1,10 @@
-"""The attention module that replaces a Llama-family attention: the pretrained projections + our op.
+"""The attention module that replaces a Llama-family attention: the library's own `InfiniAttention`
+layer around the pretrained projections.
 
 It keeps the original `q_proj`, `k_proj`, `v_proj`, `o_proj` modules themselves (same weights,
-dtype, device and parameter names), adds the per-head gate `beta` of eq 10, and calls
-`infini_attention` from `ops/infini`, which does the segmenting, the local attention, the memory
-read (eq 7) and write (eqs 8-9) and the gate. RoPE tables come from the model's own rotary
+dtype, device and parameter names), adds the per-head gate `beta` of eq 10 (and the parameters of
+any variant), and runs exactly the native layer's forward: the op segments, attends locally, reads
+the memory (eq 7), writes it (eqs 8-9) and gates. RoPE tables come from the model's own rotary
 embedding module (its inv_freq and any rope scaling), evaluated at in-segment positions
 0..N-1: the op applies them to the local attention only, with positions restarting in every
 segment, and never to the memory path.
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from infini_attention.hf.cache import InfiniCache
-from infini_attention.ops.infini import infini_attention
+from infini_attention.layers.attention import InfiniAttention
 
 
 class SegmentRope:
@@ -41,13 +42,15 @@ class SegmentRope:
         return self._tables[key]
 
 
-class InfiniHFAttention(nn.Module):
-    """Drop-in for LlamaAttention / Qwen2Attention / MistralAttention with Infini-attention inside.
+class InfiniHFAttention(InfiniAttention):
+    """Drop-in for LlamaAttention / Qwen2Attention / MistralAttention: the library's `InfiniAttention`
+    built around the pretrained projections and the model's rotary embedding.
 
     forward(hidden_states (B, L, hidden), cache=InfiniCache | None) -> (output (B, L, hidden), None).
     The attention mask and position embeddings that the decoder layer passes are ignored: the op
     is causal by construction and uses in-segment positions. Padding is rejected by the model's
-    forward (see `modeling.py`).
+    forward (see `modeling.py`). Every rule and variant of `InfiniAttention` (rule, key_shift,
+    query_shift, sharpness) is available.
     """
 
     def __init__(
@@ -61,17 +64,21 @@ class InfiniHFAttention(nn.Module):
         rule: str,
         beta_init: float,
         rope: SegmentRope,
+        **variants,
     ):
-        super().__init__()
-        if rule not in ("linear", "delta"):
-            raise ValueError(f"unknown memory rule {rule!r}: expected 'linear' or 'delta'")
-        self.q_proj, self.k_proj = projections["q_proj"], projections["k_proj"]
-        self.v_proj, self.o_proj = projections["v_proj"], projections["o_proj"]
-        self.num_heads, self.num_key_value_heads, self.head_dim = num_heads, num_key_value_heads, head_dim
-        self.layer_idx, self.segment_len, self.rule = layer_idx, segment_len, rule
-        self.segment_rope = rope
-        # eq 10: one gate logit per query head; float32 like the memory
-        self.beta = nn.Parameter(torch.full((num_heads,), float(beta_init), device=self.q_proj.weight.device))
+        super().__init__(
+            projections["q_proj"].in_features,
+            num_heads,
+            num_key_value_heads,
+            head_dim,
+            segment_len=segment_len,
+            rule=rule,
+            beta_init=beta_init,
+            projections=projections,
+            rope=rope,
+            **variants,
+        )
+        self.layer_idx = layer_idx
 
     def forward(
         self,
@@ -88,23 +95,8 @@ class InfiniHFAttention(nn.Module):
                 f"a converted Infini-attention model needs an InfiniCache, got {type(cache).__name__}: "
                 "pass cache=InfiniCache(model.config), or use_cache=False when calling the inner model"
             )
-        batch, length, _ = hidden_states.shape
-        # (B, L, heads * d) -> (B, heads, L, d); keys and values have num_key_value_heads heads
-        q = self.q_proj(hidden_states).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(hidden_states).view(batch, length, self.num_key_value_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(hidden_states).view(batch, length, self.num_key_value_heads, self.head_dim).transpose(1, 2)
         layer = cache.layers[self.layer_idx] if cache is not None else None
-        out, state = infini_attention(
-            q,
-            k,
-            v,
-            self.beta,
-            segment_len=self.segment_len,
-            rule=self.rule,
-            rope=self.segment_rope(hidden_states.device),
-            state=None if layer is None else layer.state,
-        )  # (B, H, L, d)
+        out, state = super().forward(hidden_states, None if layer is None else layer.state)
         if layer is not None:
-            layer.advance(state, length)
-        out = out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim)  # (B, L, H*d)
-        return self.o_proj(out), None
+            layer.advance(state, hidden_states.shape[1])
+        return out, None

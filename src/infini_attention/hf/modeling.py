@@ -40,6 +40,7 @@ from transformers.utils.generic import can_return_tuple
 
 from infini_attention.hf.attention import InfiniHFAttention, SegmentRope
 from infini_attention.hf.cache import InfiniCache
+from infini_attention.ops.infini import RULES
 
 CONFIG_KEY = "infini_attention"  # the config entry that marks a converted model and holds its settings
 
@@ -47,17 +48,38 @@ CONFIG_KEY = "infini_attention"  # the config entry that marks a converted model
 @dataclass(frozen=True)
 class InfiniSettings:
     segment_len: int  # N: tokens per segment of local attention and memory update
-    rule: str = "delta"  # memory update: "linear" (eq 8) or "delta" (eq 9)
+    rule: str = "delta"  # memory update: "linear" (eq 8), "delta" (eq 9) or the "deltanet" variant
     beta_init: float = 0.0  # initial gate logit of eq 10 (0: gate 0.5, where it learns fastest)
+    # variants, off by default (layers/attention.py, ops/infini/README.md): previous-token taps on the
+    # memory's keys and queries, and a learned scale inside sigma
+    key_shift: int = 0
+    query_shift: int = 0
+    sharpness: bool = False
 
     def __post_init__(self):
         if not isinstance(self.segment_len, int) or self.segment_len < 1:
             raise ValueError(f"segment_len must be a positive integer, got {self.segment_len!r}")
-        if self.rule not in ("linear", "delta"):
-            raise ValueError(f"unknown memory rule {self.rule!r}: expected 'linear' or 'delta'")
+        if self.rule not in RULES:
+            raise ValueError(f"unknown memory rule {self.rule!r}: expected one of {', '.join(RULES)}")
+        for name in ("key_shift", "query_shift"):
+            taps = getattr(self, name)
+            if isinstance(taps, bool) or not isinstance(taps, int) or taps < 0:
+                raise ValueError(f"{name} must be a number of previous tokens >= 0, got {taps!r}")
+        if self.sharpness and self.rule == "deltanet":
+            raise ValueError("sharpness is a variant of the linear and delta rules (deltanet keys have norm 1)")
+
+    def variants(self) -> dict:
+        """The layer keyword arguments of the variants that are on."""
+        names = ("key_shift", "query_shift", "sharpness")
+        return {name: getattr(self, name) for name in names if getattr(self, name)}
 
     def to_dict(self) -> dict:
-        return {"segment_len": self.segment_len, "rule": self.rule, "beta_init": float(self.beta_init)}
+        return {
+            "segment_len": self.segment_len,
+            "rule": self.rule,
+            "beta_init": float(self.beta_init),
+            **self.variants(),
+        }
 
     @classmethod
     def from_config(cls, config) -> InfiniSettings:
@@ -66,7 +88,7 @@ class InfiniSettings:
             raise ValueError(
                 f"config has no {CONFIG_KEY!r} entry: this is not a converted model; use infini_attention.hf.convert"
             )
-        unknown = set(data) - {"segment_len", "rule", "beta_init"}
+        unknown = set(data) - {"segment_len", "rule", "beta_init", "key_shift", "query_shift", "sharpness"}
         if unknown:
             raise ValueError(f"unknown {CONFIG_KEY} settings {sorted(unknown)}")
         return cls(**data)
@@ -165,6 +187,7 @@ def _install(model, family: _Family, settings: InfiniSettings) -> None:
             rule=settings.rule,
             beta_init=settings.beta_init,
             rope=rope,
+            **settings.variants(),
         )
     # from_pretrained initialises what a checkpoint lacks module by module, with the _init_weights of the
     # nearest PreTrainedModel: for the gates that is the inner `model`, whose class does not know them.
@@ -173,8 +196,14 @@ def _install(model, family: _Family, settings: InfiniSettings) -> None:
 
 def _init_weights_and_gates(inner, beta_init: float, module: nn.Module) -> None:
     type(inner)._init_weights(inner, module)
-    if isinstance(module, InfiniHFAttention):  # hf_init skips a gate that was loaded from the checkpoint
+    if isinstance(module, InfiniHFAttention):  # hf_init skips a parameter that was loaded from the checkpoint
         hf_init.constant_(module.beta, beta_init)
+        for name in ("write_weight", "write_bias", "log_sharpness"):  # variants start as the paper's layer
+            if hasattr(module, name):
+                hf_init.zeros_(getattr(module, name))
+        for name in ("shift_proj", "query_shift_proj"):
+            if hasattr(module, name):
+                hf_init.zeros_(getattr(module, name).weight)
 
 
 class _InfiniCausalLM:
@@ -318,12 +347,13 @@ for _cls in CONVERSIONS.values():
     AutoModelForCausalLM.register(_cls.config_class, _cls, exist_ok=True)
 
 
-def convert(model, segment_len: int, rule: str = "delta", beta_init: float = 0.0):
+def convert(model, segment_len: int, rule: str = "delta", beta_init: float = 0.0, **variants):
     """Turn a pretrained LlamaForCausalLM, Qwen2ForCausalLM or MistralForCausalLM into Infini-attention, in place.
 
     Every attention module is replaced by one that keeps the original q/k/v/o projections and adds
-    a gate logit per head (eq 10) set to `beta_init`. Returns the same object, now an
-    `Infini*ForCausalLM` whose config holds `infini_attention = {segment_len, rule, beta_init}`.
+    a gate logit per head (eq 10) set to `beta_init`. variants: key_shift=S, query_shift=S,
+    sharpness=True (off by default; each starts as the paper's layer). Returns the same object, now an
+    `Infini*ForCausalLM` whose config holds `infini_attention = {segment_len, rule, beta_init, ...}`.
     Until the model is fine-tuned its memory reads are untrained; `force_local_gate` turns them off.
     """
     if type(model) in CONVERSIONS.values():
@@ -332,7 +362,7 @@ def convert(model, segment_len: int, rule: str = "delta", beta_init: float = 0.0
     if target is None:
         supported = ", ".join(cls.__name__ for cls in CONVERSIONS)
         raise ValueError(f"cannot convert {type(model).__name__}: supported architectures are {supported}")
-    settings = InfiniSettings(segment_len=segment_len, rule=rule, beta_init=beta_init)
+    settings = InfiniSettings(segment_len=segment_len, rule=rule, beta_init=beta_init, **variants)
     family = _FAMILIES[target._family]
     _check_compatible(model.config, family, settings)
     _install(model, family, settings)

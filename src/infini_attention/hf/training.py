@@ -40,7 +40,8 @@ from infini_attention.hf.modeling import CONFIG_KEY, InfiniSettings, convert, ga
 from infini_attention.models.transformer import check_input_ids, check_model_state, stream_segments
 from infini_attention.state import ModelState
 
-SETTINGS = ("segment_len", "rule", "beta_init")  # the --model fields that apply to a Hugging Face model
+# the --model fields that apply to a Hugging Face model (InfiniSettings)
+SETTINGS = ("segment_len", "rule", "beta_init", "key_shift", "query_shift", "sharpness")
 GGUF_PREFIX = "gguf:"
 
 
@@ -61,6 +62,9 @@ class ModelView:
     architecture: str  # the transformers class, e.g. InfiniLlamaForCausalLM
     source: str  # what --from-hf named
     attention: str = "infini"  # every layer is converted (eval/perplexity.py reports this field)
+    key_shift: int = 0  # variants (InfiniSettings)
+    query_shift: int = 0
+    sharpness: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -109,7 +113,7 @@ def _gguf_config(spec: str):
 
 
 def _gguf_path(spec: str) -> Path:
-    from infini_attention.cli.convert import resolve_gguf
+    from infini_attention.hf.gguf import resolve_gguf
 
     return resolve_gguf(spec[len(GGUF_PREFIX) :])
 
@@ -142,6 +146,7 @@ def _view(spec: str, config, settings: InfiniSettings, architecture: str) -> Mod
         tie_embeddings=bool(getattr(text, "tie_word_embeddings", False)),
         architecture=architecture,
         source=spec,
+        **settings.variants(),
     )
 
 
@@ -163,7 +168,7 @@ def load_source(spec: str, overrides: dict | None = None):
     settings = _settings(spec, _base_config(spec), overrides or {})
     tokenizer = None
     if kind == "gguf":
-        from infini_attention.cli.convert import load_gguf
+        from infini_attention.hf.gguf import load_gguf
 
         model, hf_tokenizer = load_gguf(spec[len(GGUF_PREFIX) :])
         tokenizer = HFTokenizer(hf_tokenizer, name=f"hf:{spec}")

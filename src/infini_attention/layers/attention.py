@@ -5,10 +5,13 @@
 - `FullAttention`: ordinary causal attention over everything read so far (a growing KV cache).
 
 All share the Hugging Face parameter names `q_proj`, `k_proj`, `v_proj`, `o_proj`, so that
-pretrained Llama-family weights load by name, and all support grouped-query attention.
+pretrained Llama-family weights load by name, and all support grouped-query attention. A layer
+builds its own projections and RoPE tables, or takes them in (`projections=`, `rope=`): that is how
+`hf/` wraps a pretrained model's own `q/k/v/o_proj` and rotary embedding in this same layer.
 """
 
 import dataclasses
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +34,12 @@ class _Attention(nn.Module):
         segment_len: int = 2048,
         rope_theta: float = 10000.0,
         bias: bool = False,
+        projections: dict[str, nn.Linear] | None = None,
+        rope: Callable[[torch.device], tuple[torch.Tensor, torch.Tensor]] | None = None,
     ):
+        """projections: existing q_proj, k_proj, v_proj, o_proj modules to use (e.g. a pretrained model's),
+        instead of new ones; rope: device -> (cos, sin) tables for in-segment positions 0..segment_len-1,
+        instead of this layer's own (rope_theta)."""
         super().__init__()
         num_key_value_heads = num_key_value_heads or num_heads
         head_dim = head_dim or hidden_size // num_heads
@@ -45,10 +53,21 @@ class _Attention(nn.Module):
             raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
         self.hidden_size, self.num_heads, self.head_dim = hidden_size, num_heads, head_dim
         self.num_key_value_heads, self.segment_len, self.rope_theta = num_key_value_heads, segment_len, rope_theta
-        self.q_proj = nn.Linear(hidden_size, num_heads * head_dim, bias=bias)
-        self.k_proj = nn.Linear(hidden_size, num_key_value_heads * head_dim, bias=bias)
-        self.v_proj = nn.Linear(hidden_size, num_key_value_heads * head_dim, bias=bias)
-        self.o_proj = nn.Linear(num_heads * head_dim, hidden_size, bias=False)
+        shapes = {  # name -> (out_features, in_features)
+            "q_proj": (num_heads * head_dim, hidden_size),
+            "k_proj": (num_key_value_heads * head_dim, hidden_size),
+            "v_proj": (num_key_value_heads * head_dim, hidden_size),
+            "o_proj": (hidden_size, num_heads * head_dim),
+        }
+        if projections is None:
+            projections = {name: nn.Linear(i, o, bias=bias and name != "o_proj") for name, (o, i) in shapes.items()}
+        for name, shape in shapes.items():
+            if name not in projections or tuple(projections[name].weight.shape) != shape:
+                got = tuple(projections[name].weight.shape) if name in projections else "missing"
+                raise ValueError(f"{name} must be a Linear with weight of shape {shape}, got {got}")
+        self.q_proj, self.k_proj = projections["q_proj"], projections["k_proj"]
+        self.v_proj, self.o_proj = projections["v_proj"], projections["o_proj"]
+        self.rope_provider = rope  # a plain attribute: a provider's modules belong to whoever made it
 
     def _project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if x.dim() != 3:
@@ -85,6 +104,8 @@ class _Attention(nn.Module):
 
     def _segment_rope(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin for positions 0..segment_len-1: the local path restarts its positions every segment."""
+        if self.rope_provider is not None:
+            return self.rope_provider(device)
         # Cached: rebuilding the float64 tables on every call showed in profiles of decoding (cos and sin
         # alone ~4% of a token, tiny preset). A plain dict, not a buffer: module.to(dtype) must not round them.
         key = (str(device), self.segment_len, self.head_dim, self.rope_theta)
@@ -122,17 +143,20 @@ class InfiniAttention(_Attention):
         if sharpness and rule == "deltanet":
             raise ValueError("sharpness is a variant of the linear and delta rules (deltanet keys have norm 1)")
         self.rule = rule
-        self.beta = nn.Parameter(torch.full((self.num_heads,), float(beta_init)))
+        # new parameters live where the projections do (a pretrained model may sit on a GPU); gates and
+        # memory-path scalars in float32, shift projections in the projections' dtype
+        device, dtype = self.q_proj.weight.device, self.q_proj.weight.dtype
+        self.beta = nn.Parameter(torch.full((self.num_heads,), float(beta_init), device=device))
         if rule == "deltanet":
             # write strength sigmoid(k_t . w + b) per key/value head; w = 0, b = 0: every token at 0.5
-            self.write_weight = nn.Parameter(torch.zeros(self.num_key_value_heads, self.head_dim))
-            self.write_bias = nn.Parameter(torch.zeros(self.num_key_value_heads))
+            self.write_weight = nn.Parameter(torch.zeros(self.num_key_value_heads, self.head_dim, device=device))
+            self.write_bias = nn.Parameter(torch.zeros(self.num_key_value_heads, device=device))
         # Variant, not in the paper (off by default): the memory sees sigma(exp(a_j) x) instead of
         # sigma(x), one learned a_j per key/value head, starting at 0 (the paper's sigma). A larger
         # scale makes ELU + 1 features sparser: filler keys can match a query less.
         self.sharpness = sharpness
         if sharpness:
-            self.log_sharpness = nn.Parameter(torch.zeros(self.num_key_value_heads))
+            self.log_sharpness = nn.Parameter(torch.zeros(self.num_key_value_heads, device=device))
         # Variants, not in the paper (off by default): k_t = W_k x_t + sum_{j=1..S} W_{s,j} x_{t-j} with
         # S = key_shift previous tokens (True = 1), and likewise q_t with query_shift previous tokens,
         # so that a key can say which tokens came before it: the order information an ordered recall
@@ -143,10 +167,12 @@ class InfiniAttention(_Attention):
         self.key_shift, self.query_shift = int(key_shift), int(query_shift)
         d = self.head_dim
         if self.key_shift:
-            self.shift_proj = nn.Linear(self.hidden_size, self.key_shift * self.num_key_value_heads * d, bias=False)
+            out = self.key_shift * self.num_key_value_heads * d
+            self.shift_proj = nn.Linear(self.hidden_size, out, bias=False, device=device, dtype=dtype)
             nn.init.zeros_(self.shift_proj.weight)
         if self.query_shift:
-            self.query_shift_proj = nn.Linear(self.hidden_size, self.query_shift * self.num_heads * d, bias=False)
+            out = self.query_shift * self.num_heads * d
+            self.query_shift_proj = nn.Linear(self.hidden_size, out, bias=False, device=device, dtype=dtype)
             nn.init.zeros_(self.query_shift_proj.weight)
         # Hook points (identity): the queries and keys the op receives, after any shift, (B, heads, L, d).
         # Probes (eval/passkey.py's key share) register forward hooks here instead of recomputing them.
