@@ -23,7 +23,7 @@ from infini_attention.checkpoint import load_model
 from infini_attention.data import passkey
 from infini_attention.data.tokenizers import get_tokenizer
 from infini_attention.layers.attention import InfiniAttention
-from infini_attention.ops.infini import fast
+from infini_attention.ops.infini.deltanet import DeltaNet
 from infini_attention.utils import parse_count
 
 
@@ -81,13 +81,13 @@ def exactness(model, tokenizer, segments: int):
     n = model.config.segment_len
     inst = passkey.make_instance(tokenizer, segments * n, 0.5, seed=3)
     writes = []
-    original = fast._write_unit
-    fast._write_unit = lambda M, k, v, gate: writes.append((k.clone(), v.clone())) or original(M, k, v, gate)
+    original = DeltaNet.write
+    DeltaNet.write = lambda self, M, z, k, v: writes.append((k.clone(), v.clone())) or original(self, M, z, k, v)
     try:
         with torch.no_grad():
             model(inst.prompt_ids()[None], logits_to_keep=1)
     finally:
-        fast._write_unit = original
+        DeltaNet.write = original
     first_layer = writes[:: model.config.num_layers]  # writes alternate between layers, segment by segment
     w, b = layer.write_weight.detach().double(), layer.write_bias.detach().double()
     M32 = torch.zeros(1, layer.num_key_value_heads, layer.head_dim, layer.head_dim)

@@ -1,4 +1,17 @@
+from infini_attention.ops.infini import deltanet  # noqa: F401  (registers the deltanet rule)
 from infini_attention.ops.infini.fast import empty_state, infini_attention
-from infini_attention.ops.infini.naive import RULES, infini_attention_naive, sigma
+from infini_attention.ops.infini.features import FEATURE_MAPS, sigma
+from infini_attention.ops.infini.naive import infini_attention_naive
+from infini_attention.ops.infini.rules import RULES, Rule, make_rule, register
 
-__all__ = ["RULES", "empty_state", "infini_attention", "infini_attention_naive", "sigma"]
+__all__ = [
+    "FEATURE_MAPS",
+    "RULES",
+    "Rule",
+    "empty_state",
+    "infini_attention",
+    "infini_attention_naive",
+    "make_rule",
+    "register",
+    "sigma",
+]

@@ -8,22 +8,12 @@ explicit softmax, everything in float32. The fast op in `fast.py` is tested agai
 import math
 
 import torch
-import torch.nn.functional as F
 
+from infini_attention.ops.infini.features import sigma, unit
+from infini_attention.ops.infini.rules import EPS, RULES, rule_from_options
 from infini_attention.ops.rope import apply_rope
 
-EPS = 1e-6  # added to every memory denominator sigma(q) z; see README.md
-RULES = ("linear", "delta", "deltanet")  # eq 8, eq 9, and a variant that is not the paper's (README.md)
-
-
-def sigma(x: torch.Tensor) -> torch.Tensor:
-    """The memory's feature map: ELU + 1 (eq 7), always positive."""
-    return F.elu(x) + 1.0
-
-
-def unit(x: torch.Tensor) -> torch.Tensor:
-    """The `deltanet` variant's feature map: x / ||x|| along the last dimension."""
-    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min(1e-12)
+__all__ = ["EPS", "RULES", "infini_attention_naive", "sigma", "unit"]
 
 
 def infini_attention_naive(
@@ -33,12 +23,13 @@ def infini_attention_naive(
     beta: torch.Tensor,
     *,
     segment_len: int,
-    rule: str = "linear",
+    rule="linear",
     rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     initial_state: tuple[torch.Tensor, torch.Tensor] | None = None,
     eps: float = EPS,
     write_gate: tuple[torch.Tensor, torch.Tensor] | None = None,
     feature_scale: torch.Tensor | None = None,
+    feature_map=None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """Infini-attention over a sequence that starts on a segment boundary.
 
@@ -50,19 +41,15 @@ def infini_attention_naive(
     sigmoid(k . weight + bias); that rule only (see README.md).
     feature_scale: (kv_heads,) or None, the `sharpness` variant: the memory sees sigma(scale * x)
     instead of sigma(x) for the queries and keys of each key/value head (linear and delta rules).
+    rule: a name of rules.RULES or a Rule; feature_map: a feature map of features.py (default: the rule's).
+    The memory's read and write are the rule's `reference_*` methods, one head at a time.
 
     Returns the output (batch, heads, length, dv) in float32 and (M, z) after the last complete
     segment; a final partial segment is attended to but not written to the memory. The `deltanet`
     rule neither reads nor writes z (it is returned as given).
     """
-    if rule not in RULES:
-        raise ValueError(f"unknown rule {rule!r}")
-    if (rule == "deltanet") != (write_gate is not None):
-        raise ValueError("write_gate is needed by the deltanet rule and only by it")
-    if feature_scale is not None and rule == "deltanet":
-        raise ValueError("feature_scale has no effect under the deltanet rule (unit-norm keys)")
+    memory = rule_from_options(rule, eps, write_gate, feature_scale, feature_map)
     q, k, v, beta = q.float(), k.float(), v.float(), beta.float()
-    scale = torch.ones(k.shape[1]) if feature_scale is None else feature_scale.float()
     batch, heads, length, dk = q.shape
     kv_heads, dv = k.shape[1], v.shape[-1]
     group = heads // kv_heads
@@ -97,16 +84,11 @@ def infini_attention_naive(
                 a_dot = weights @ vs
 
                 # Eq 7: read the memory left by the previous segments, before this segment's update.
-                empty = (M[b][j] == 0).all() if rule == "deltanet" else z[b][j].sum() == 0
-                if empty:
+                if not memory.reference_written(M[b][j], z[b][j]):
                     # Empty memory (first segment): the output is the local attention, unscaled.
                     per_head.append(a_dot)
                     continue
-                if rule == "deltanet":
-                    a_mem = unit(qs) @ M[b][j]  # no normaliser: unit keys keep M bounded
-                else:
-                    sq = sigma(scale[j] * qs)
-                    a_mem = (sq @ M[b][j]) / (sq @ z[b][j] + eps)[:, None]
+                a_mem = memory.reference_read(qs, M[b][j], z[b][j], j)
                 # Eq 10: the learned gate mixes memory and local attention.
                 g = torch.sigmoid(beta[h])
                 per_head.append(g * a_mem + (1 - g) * a_dot)
@@ -116,22 +98,8 @@ def infini_attention_naive(
         if n < segment_len:
             break  # a partial segment is never written to the memory
         for b in range(batch):
-            for j in range(kv_heads):
-                ks, vs = k[b, j, seg], v[b, j, seg]
-                if rule == "deltanet":
-                    # One token at a time: move the memory's answer for key t a fraction s_t of the
-                    # way to v_t (M stays bounded because every key has norm 1 and s_t < 1).
-                    for t in range(n):
-                        kt = unit(ks[t])
-                        s_t = torch.sigmoid(ks[t] @ write_gate[0][j].float() + write_gate[1][j].float())
-                        M[b][j] = M[b][j] + s_t * torch.outer(kt, vs[t] - kt @ M[b][j])
-                    continue
-                sk = sigma(scale[j] * ks)
-                if rule == "delta":
-                    # Eq 9: write only what the memory does not already return for these keys.
-                    vs = vs - (sk @ M[b][j]) / (sk @ z[b][j] + eps)[:, None]
-                M[b][j] = M[b][j] + sk.T @ vs  # eq 8 (linear) or eq 9 (delta)
-                z[b][j] = z[b][j] + sk.sum(dim=0)  # eqs 8-9
+            for j in range(kv_heads):  # eq 8 / eq 9 (or the rule's own write)
+                M[b][j], z[b][j] = memory.reference_write(k[b, j, seg], v[b, j, seg], M[b][j], z[b][j], j)
     out = torch.cat(outputs, dim=2)
     M_final = torch.stack([torch.stack(row) for row in M])
     z_final = torch.stack([torch.stack(row) for row in z])
