@@ -227,12 +227,14 @@ def test_several_shift_taps_on_keys_and_queries():
     model = tiny(key_shift=3, query_shift=2)  # shift weights randomised
     attn = model.layers[0].self_attn
     seen = {}
-    attn.memory_keys.register_forward_hook(lambda m, args, out: seen.setdefault("k", []).append(out))
-    attn.memory_queries.register_forward_hook(lambda m, args, out: seen.setdefault("q", []).append(out))
     x = torch.randn(1, 7, attn.hidden_size)
     with torch.no_grad():
+        # the queries and keys the op receives: the layer's `project`, which its forward calls
+        q1, k1, _, _ = attn.project(x[:, :2], None)
         _, first = attn(x[:, :2])  # a call shorter than the taps: the terms owed to later tokens are carried
+        q2, k2, _, _ = attn.project(x[:, 2:], first)
         _, state = attn(x[:, 2:], first)
+        seen = {"k": [k1, k2], "q": [q1, q2]}
 
         for t in range(7):
             k = attn.k_proj(x[0, t]) + shift_term(attn.shift_proj, x[0], 3, t)

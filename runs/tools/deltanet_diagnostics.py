@@ -31,8 +31,8 @@ def memory_keys(model, ids):
     """Per Infini layer: the keys the memory sees (key shift included), (tokens, kv_heads, d)."""
     layers = [m for m in model.modules() if isinstance(m, InfiniAttention)]
     seen = {i: [] for i in range(len(layers))}
-    hooks = [  # the layer's hook point: keys as the op receives them, (B, Hkv, L, d)
-        layer.memory_keys.register_forward_hook(lambda mod, args, out, i=i: seen[i].append(out))
+    hooks = [  # the layer's own `project`: keys as the op receives them, (B, Hkv, L, d)
+        layer.register_forward_pre_hook(lambda mod, args, i=i: seen[i].append(mod.project(*args)[1]))
         for i, layer in enumerate(layers)
     ]
     with torch.no_grad():

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from infini_attention.checkpoint import load_config, save_model
 from infini_attention.models import InfiniTransformer, ModelConfig
+from infini_attention.modules import parameter_tags
 from infini_attention.stretch import forward_with_write_weights
 from infini_attention.tasks import build_task
 
@@ -164,14 +165,15 @@ def parameter_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
     and with --sharpness-lr the sharpness variant's log-scales (own lr, not decayed)."""
     gates = {id(p) for p in model.gate_parameters()}
     decay, no_decay, gate, sharpness = [], [], [], []
-    for name, p in model.named_parameters():
+    tags = parameter_tags(model)
+    for p in model.parameters():
         if not p.requires_grad:
             continue
         if id(p) in gates:
             gate.append(p)
-        elif cfg.sharpness_lr is not None and name.endswith("log_sharpness"):
+        elif cfg.sharpness_lr is not None and tags.get(id(p), {}).get("lr") == "sharpness":
             sharpness.append(p)
-        elif p.dim() >= 2:
+        elif p.dim() >= 2 and tags.get(id(p), {}).get("decay", True):
             decay.append(p)
         else:
             no_decay.append(p)
@@ -273,6 +275,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     random.seed(cfg.seed)
     model = build_model(cfg, resume).to(device)
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg), betas=(0.9, 0.95), eps=1e-8)
+    tags = parameter_tags(model)
+    sharpness_scales = [p for p in model.parameters() if tags.get(id(p), {}).get("lr") == "sharpness"]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     step = 0
     if not resume and (out / "checkpoint").exists():
@@ -356,7 +360,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         }
         if gates is not None:
             last["gate_mean"] = torch.sigmoid(gates).mean().item()
-        scales = [p.detach().exp() for name, p in model.named_parameters() if name.endswith("log_sharpness")]
+        scales = [p.detach().exp() for p in sharpness_scales]
         if scales:  # the sharpness variant's scales inside sigma
             last["sharpness_max"] = torch.cat(scales).max().item()
         if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps) and hasattr(task, "evaluate"):

@@ -21,7 +21,6 @@ from infini_attention.data.passkey import PasskeyInstance, make_instance
 from infini_attention.data.tokenizers import Tokenizer
 from infini_attention.generate import sample
 from infini_attention.layers import InfiniAttention
-from infini_attention.ops.infini.naive import EPS, sigma
 from infini_attention.utils import format_bytes, format_count, rss_bytes
 
 
@@ -51,59 +50,52 @@ def _stack_chunks(instances: list[PasskeyInstance], chunk_len: int):
 
 
 class _NeedleProbe:
-    """Hooks that sum sigma(K) over each row's needle tokens and keep the last query, per Infini layer.
+    """The share of each row's memory read that comes from its needle, per Infini layer.
 
-    Layers with the `deltanet` rule have no normaliser z, so no share to report: they are skipped.
+    Forward pre-hooks see each layer's input and state; on the calls that hold needle tokens the
+    layer's own `project` gives the keys the memory receives (token shifts included), whose key mass
+    (the rule's `key_mass`) is summed per row. At the end the rule's `read_share` compares the last
+    query's read of that mass with its read of the whole z. Rules without a normaliser (deltanet)
+    have no share: their layers are skipped.
     """
 
     def __init__(self, model, needles: list[tuple[int, int]]):
         self.needles = needles  # [start, end) of the asked needle, one per batch row
-        self.layers = [m for m in model.modules() if isinstance(m, InfiniAttention) and m.rule != "deltanet"]
-        self.z_needle = [None] * len(self.layers)
-        self.last_q = [None] * len(self.layers)
+        self.layers = [m for m in model.modules() if isinstance(m, InfiniAttention) and m.memory_rule().normalised]
+        self.mass = [None] * len(self.layers)  # (B, Hkv, d) key mass of each row's needle
+        self.last_call = [None] * len(self.layers)  # (x, state) of the latest call: its last token asks
         self.offsets = [0] * len(self.layers)  # tokens each layer has seen: every token passes once, in order
-        self.handles = []
-        for i, layer in enumerate(self.layers):  # the layer's hook points: q and k as the op receives them
-            self.handles.append(layer.memory_keys.register_forward_hook(self._keys_hook(i, layer)))
-            self.handles.append(layer.memory_queries.register_forward_hook(self._query_hook(i)))
+        self.handles = [
+            layer.register_forward_pre_hook(self._hook(i), with_kwargs=True) for i, layer in enumerate(self.layers)
+        ]
 
-    def _keys_hook(self, i, layer):
-        def hook(_module, _inputs, k):  # k: (B, Hkv, L, d), key shift included
-            offset, length = self.offsets[i], k.shape[2]
+    def _hook(self, i):
+        def hook(layer, args, kwargs):
+            x, state = layer.call_inputs(args, kwargs)
+            offset, length = self.offsets[i], x.shape[1]
             self.offsets[i] += length
-            for b, (start, end) in enumerate(self.needles):
-                lo, hi = max(start - offset, 0), min(end - offset, length)
-                if lo >= hi:
-                    continue
-                part = k[b, :, lo:hi].float()  # (Hkv, n, d)
-                if layer.sharpness:
-                    part = part * layer.feature_scale().float()[:, None, None]
-                if self.z_needle[i] is None:
-                    self.z_needle[i] = torch.zeros(len(self.needles), layer.num_key_value_heads, layer.head_dim)
-                self.z_needle[i][b] += sigma(part).sum(1)
-
-        return hook
-
-    def _query_hook(self, i):
-        def hook(_module, _inputs, q):  # q: (B, H, L, d), query shift included
-            self.last_q[i] = q[:, :, -1].float()
+            self.last_call[i] = (x, state)
+            spans = [(b, max(s - offset, 0), min(e - offset, length)) for b, (s, e) in enumerate(self.needles)]
+            spans = [(b, lo, hi) for b, lo, hi in spans if lo < hi]
+            if not spans:
+                return
+            _, k, _, _ = layer.project(x, state)  # (B, Hkv, L, d), as the memory receives them
+            rule = layer.memory_rule()
+            if self.mass[i] is None:
+                self.mass[i] = torch.zeros(len(self.needles), layer.num_key_value_heads, layer.head_dim)
+            for b, lo, hi in spans:
+                self.mass[i][b] += rule.key_mass(k[b : b + 1, :, lo:hi])[0]
 
         return hook
 
     def shares(self, state) -> list[float | None]:
-        """Per row: max over layers and heads of sigma(q) z_needle / sigma(q) z at the prompt's last token."""
+        """Per row: max over layers and heads of the needle's share of the read at the prompt's last token."""
         best = [None] * len(self.needles)
         for i, layer in enumerate(self.layers):
-            if self.z_needle[i] is None:
+            if self.mass[i] is None:
                 continue
-            group = layer.num_heads // layer.num_key_value_heads
-            q = self.last_q[i]  # (B, H, d)
-            if layer.sharpness:
-                q = q * layer.feature_scale().float().repeat_interleave(group)[None, :, None]
-            sq = sigma(q)
-            zs = state.layers[i].z.repeat_interleave(group, dim=1)  # (B, H, d)
-            zn = self.z_needle[i].repeat_interleave(group, dim=1)
-            share = (sq * zn).sum(-1) / ((sq * zs).sum(-1) + EPS)  # (B, H)
+            q, _, _, _ = layer.project(*self.last_call[i])
+            share = layer.memory_rule().read_share(q[:, :, -1], self.mass[i], state.layers[i].z)  # (B, H)
             for b, value in enumerate(share.max(dim=1).values.tolist()):
                 best[b] = value if best[b] is None else max(best[b], value)
         return best

@@ -80,6 +80,12 @@ class InfiniHFAttention(InfiniAttention):
         )
         self.layer_idx = layer_idx
 
+    def call_inputs(self, args: tuple, kwargs: dict):
+        """(hidden_states, the cache layer's state) that a call from the decoder layer reads."""
+        x = args[0] if args else kwargs["hidden_states"]
+        cache = kwargs.get("cache") if kwargs.get("cache") is not None else kwargs.get("past_key_values")
+        return x, None if cache is None else cache.layers[self.layer_idx].state
+
     def forward(
         self,
         hidden_states: torch.Tensor,

@@ -40,6 +40,7 @@ from transformers.utils.generic import can_return_tuple
 
 from infini_attention.hf.attention import InfiniHFAttention, SegmentRope
 from infini_attention.hf.cache import InfiniCache
+from infini_attention.modules import module_tags
 from infini_attention.ops.infini import RULES
 
 CONFIG_KEY = "infini_attention"  # the config entry that marks a converted model and holds its settings
@@ -197,13 +198,13 @@ def _install(model, family: _Family, settings: InfiniSettings) -> None:
 def _init_weights_and_gates(inner, beta_init: float, module: nn.Module) -> None:
     type(inner)._init_weights(inner, module)
     if isinstance(module, InfiniHFAttention):  # hf_init skips a parameter that was loaded from the checkpoint
-        hf_init.constant_(module.beta, beta_init)
-        for name in ("write_weight", "write_bias", "log_sharpness"):  # variants start as the paper's layer
-            if hasattr(module, name):
-                hf_init.zeros_(getattr(module, name))
-        for name in ("shift_proj", "query_shift_proj"):
-            if hasattr(module, name):
-                hf_init.zeros_(getattr(module, name).weight)
+        for owner in module.modules():  # the gates and the variants' parameters, by their tags (modules/tags.py)
+            for name, tags in module_tags(owner).items():
+                p, init = getattr(owner, name), tags.get("init")
+                if init == "zeros":
+                    hf_init.zeros_(p)
+                elif init is not None:
+                    hf_init.constant_(p, beta_init if p is module.beta else init[1])
 
 
 class _InfiniCausalLM:

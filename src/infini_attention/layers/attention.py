@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from infini_attention.ops.infini import RULES, empty_state, infini_attention
+from infini_attention.modules import TokenShift, feature_map_module, tag
+from infini_attention.ops.infini import RULES, empty_state, infini_attention, make_rule
 from infini_attention.ops.rope import apply_rope, rope_cos_sin
 from infini_attention.state import InfiniState, KVState
 
@@ -122,9 +123,13 @@ class InfiniAttention(_Attention):
     forward(x (batch, length, hidden), state=None) -> (y (batch, length, hidden), InfiniState).
     `beta` holds the per-head gate logits of eq 10; it starts at `beta_init` (default 0: gate 0.5,
     where sigmoid's gradient is largest; -100 or +10 as in some public code cannot learn).
-    rule: "linear" (eq 8), "delta" (eq 9), or "deltanet", a variant that is not the paper's (unit-norm
-    keys, a learned per-token write strength in `write_weight`/`write_bias`, no normaliser; see
-    ops/infini/README.md). key_shift, query_shift and sharpness: variants, off by default (comments below).
+    rule: a memory rule of ops/infini/rules.py: "linear" (eq 8), "delta" (eq 9), or "deltanet", a
+    variant that is not the paper's (unit-norm keys, a learned per-token write strength in
+    `write_weight`/`write_bias`, no normaliser; see ops/infini/README.md).
+    feature_map: a feature map of modules/feature_maps.py ("elu1", the paper's σ, by default;
+    sharpness=True is the older spelling of feature_map="sharpness").
+    key_shift / query_shift: previous-token taps on the memory's keys / queries (modules/token_shift.py).
+    Every variant is off by default and starts as the paper's layer.
     """
 
     def __init__(
@@ -135,78 +140,94 @@ class InfiniAttention(_Attention):
         key_shift: bool | int = False,
         query_shift: int = 0,
         sharpness: bool = False,
+        feature_map: str | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         if rule not in RULES:
             raise ValueError(f"unknown memory rule {rule!r}: expected one of {', '.join(RULES)}")
-        if sharpness and rule == "deltanet":
-            raise ValueError("sharpness is a variant of the linear and delta rules (deltanet keys have norm 1)")
+        feature_map = feature_map or ("sharpness" if sharpness else "elu1")
+        if sharpness and feature_map != "sharpness":
+            raise ValueError(f"sharpness=True is feature_map='sharpness', not {feature_map!r}")
+        if feature_map != "elu1" and rule == "deltanet":
+            raise ValueError(
+                f"{feature_map} is a feature map of the linear and delta rules (deltanet keys have norm 1)"
+            )
         self.rule = rule
         # new parameters live where the projections do (a pretrained model may sit on a GPU); gates and
         # memory-path scalars in float32, shift projections in the projections' dtype
         device, dtype = self.q_proj.weight.device, self.q_proj.weight.dtype
         self.beta = nn.Parameter(torch.full((self.num_heads,), float(beta_init), device=device))
+        tag(self, "beta", init=("constant", float(beta_init)), lr="gate", decay=False)
         if rule == "deltanet":
             # write strength sigmoid(k_t . w + b) per key/value head; w = 0, b = 0: every token at 0.5
             self.write_weight = nn.Parameter(torch.zeros(self.num_key_value_heads, self.head_dim, device=device))
             self.write_bias = nn.Parameter(torch.zeros(self.num_key_value_heads, device=device))
-        # Variant, not in the paper (off by default): the memory sees sigma(exp(a_j) x) instead of
-        # sigma(x), one learned a_j per key/value head, starting at 0 (the paper's sigma). A larger
-        # scale makes ELU + 1 features sparser: filler keys can match a query less.
-        self.sharpness = sharpness
-        if sharpness:
-            self.log_sharpness = nn.Parameter(torch.zeros(self.num_key_value_heads, device=device))
-        # Variants, not in the paper (off by default): k_t = W_k x_t + sum_{j=1..S} W_{s,j} x_{t-j} with
-        # S = key_shift previous tokens (True = 1), and likewise q_t with query_shift previous tokens,
-        # so that a key can say which tokens came before it: the order information an ordered recall
-        # through the memory needs (runs/EXPERIMENTS.md). The W_s start at zero: the paper's layer.
+            tag(self, "write_weight", init="zeros")
+            tag(self, "write_bias", init="zeros")
+        self.feature_map = feature_map_module(feature_map, self.num_key_value_heads, self.head_dim, device=device)
+        self.sharpness = feature_map == "sharpness"
         for name, taps in (("key_shift", key_shift), ("query_shift", query_shift)):
             if not isinstance(taps, bool | int) or taps < 0:
                 raise ValueError(f"{name} must be a bool or a number of previous tokens >= 0, got {taps!r}")
         self.key_shift, self.query_shift = int(key_shift), int(query_shift)
-        d = self.head_dim
+        d, h, hkv = self.head_dim, self.num_heads, self.num_key_value_heads
         if self.key_shift:
-            out = self.key_shift * self.num_key_value_heads * d
-            self.shift_proj = nn.Linear(self.hidden_size, out, bias=False, device=device, dtype=dtype)
-            nn.init.zeros_(self.shift_proj.weight)
+            self.shift_proj = TokenShift(self.hidden_size, hkv, d, self.key_shift, device=device, dtype=dtype)
         if self.query_shift:
-            out = self.query_shift * self.num_heads * d
-            self.query_shift_proj = nn.Linear(self.hidden_size, out, bias=False, device=device, dtype=dtype)
-            nn.init.zeros_(self.query_shift_proj.weight)
-        # Hook points (identity): the queries and keys the op receives, after any shift, (B, heads, L, d).
-        # Probes (eval/passkey.py's key share) register forward hooks here instead of recomputing them.
-        self.memory_queries, self.memory_keys = nn.Identity(), nn.Identity()
+            self.query_shift_proj = TokenShift(self.hidden_size, h, d, self.query_shift, device=device, dtype=dtype)
+        self._register_load_state_dict_pre_hook(_rename_old_keys)
 
-    def forward(self, x: torch.Tensor, state: InfiniState | None = None) -> tuple[torch.Tensor, InfiniState]:
+    def project(self, x: torch.Tensor, state: InfiniState | None) -> tuple[torch.Tensor, ...]:
+        """(q (B, H, L, d), k (B, Hkv, L, d), v, state): the projections the op receives, token shifts
+        included, and the state with the shifts' carried terms advanced (a new one if None). Probes
+        call it too."""
         q, k, v = self._project(x)
         if state is None:
             state = empty_state(q, k, v, memory=True)
-        self.check_state(state, x.shape[0])
         if self.key_shift:
-            k, pending = _add_shift(x, k, self.shift_proj, self.key_shift, state.shift)
+            k, pending = self.shift_proj.shift(x, k, state.shift)
             state = dataclasses.replace(state, shift=pending)
         if self.query_shift:
-            q, pending = _add_shift(x, q, self.query_shift_proj, self.query_shift, state.query_shift)
+            q, pending = self.query_shift_proj.shift(x, q, state.query_shift)
             state = dataclasses.replace(state, query_shift=pending)
-        q, k = self.memory_queries(q), self.memory_keys(k)
+        return q, k, v, state
+
+    def forward(self, x: torch.Tensor, state: InfiniState | None = None) -> tuple[torch.Tensor, InfiniState]:
+        if state is not None:
+            self.check_state(state, x.shape[0])
+        q, k, v, state = self.project(x, state)
         out, state = infini_attention(
             q,
             k,
             v,
             self.beta,
             segment_len=self.segment_len,
-            rule=self.rule,
+            rule=self.memory_rule(),
             rope=self._segment_rope(x.device),
             state=state,
-            write_gate=(self.write_weight, self.write_bias) if self.rule == "deltanet" else None,
-            feature_scale=self.feature_scale(),
         )
         return self._merge(out), state
 
+    def call_inputs(self, args: tuple, kwargs: dict) -> tuple[torch.Tensor, InfiniState | None]:
+        """(x, state) that a call of this layer with these arguments reads (for forward pre-hooks)."""
+        x = args[0] if args else kwargs["x"]
+        return x, args[1] if len(args) > 1 else kwargs.get("state")
+
+    def memory_rule(self):
+        """The op's memory rule with this layer's parameters (ops/infini/rules.py)."""
+        if self.rule == "deltanet":
+            return make_rule("deltanet", write_gate=(self.write_weight, self.write_bias))
+        return make_rule(self.rule, feature=self.feature_map.op_map())
+
+    @property
+    def log_sharpness(self) -> nn.Parameter:
+        """The sharpness variant's log-scales (they live in `feature_map`; the older name still works)."""
+        return self.feature_map.log_sharpness
+
     def feature_scale(self) -> torch.Tensor | None:
         """The `sharpness` variant's scale inside sigma per key/value head, or None (the paper's sigma)."""
-        return self.log_sharpness.exp() if self.sharpness else None
+        return self.feature_map.scale()
 
     def check_state(self, state: InfiniState, batch: int) -> None:
         if not isinstance(state, InfiniState):
@@ -241,23 +262,12 @@ class InfiniAttention(_Attention):
         return dataclasses.replace(state, M=torch.zeros_like(state.M), z=torch.zeros_like(state.z))
 
 
-def _add_shift(x: torch.Tensor, base: torch.Tensor, proj: nn.Linear, taps: int, carried: torch.Tensor | None):
-    """base (B, heads, L, d) + sum_{j=1..taps} W_j x_{t-j}, and the terms owed to the next call's first tokens.
-
-    proj computes [W_1 x; ...; W_taps x] in one matmul. Token t's term W_j x_t belongs to position t + j;
-    positions past this call (L .. L + taps - 1) are returned as `pending` (B, heads, taps, d), which the
-    next call adds to its first tokens: two calls carrying it give exactly one call's result.
-    """
-    batch, length, _ = x.shape
-    heads, d = base.shape[1], base.shape[3]
-    terms = proj(x).view(batch, length, taps, heads, d).permute(2, 0, 3, 1, 4)  # (taps, B, heads, L, d)
-    if carried is None:
-        total = base.new_zeros(batch, heads, length + taps, d)
-    else:
-        total = F.pad(carried.to(base.dtype), (0, 0, 0, length))
-    for j in range(1, taps + 1):
-        total = total + F.pad(terms[j - 1].to(base.dtype), (0, 0, j, taps - j))  # W_j x_t lands on t + j
-    return base + total[:, :, :length], total[:, :, length:]
+def _rename_old_keys(state_dict, prefix, *args):
+    """Checkpoints written before the feature maps became modules kept the sharpness scales at
+    `<layer>.log_sharpness`: read them into `<layer>.feature_map.log_sharpness`."""
+    old = prefix + "log_sharpness"
+    if old in state_dict:
+        state_dict[prefix + "feature_map.log_sharpness"] = state_dict.pop(old)
 
 
 class LocalAttention(_Attention):

@@ -30,6 +30,7 @@ from torch import nn
 
 from infini_attention.layers.attention import _Attention
 from infini_attention.layers.xl import check_cache
+from infini_attention.modules import tag
 from infini_attention.ops.infini import infini_attention
 from infini_attention.ops.segments import map_segment_pieces
 from infini_attention.state import KNNState, KVState
@@ -89,6 +90,7 @@ class MemorizingAttention(_Attention):
             raise ValueError(f"max_memories must be >= 1, got {max_memories}")
         self.top_k, self.max_memories = top_k, max_memories
         self.beta = nn.Parameter(torch.full((self.num_heads,), float(beta_init)))
+        tag(self, "beta", init=("constant", float(beta_init)), lr="gate", decay=False)
 
     def forward(self, x: torch.Tensor, state: KNNState | None = None) -> tuple[torch.Tensor, KNNState]:
         q, k, v = self._project(x)

@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from infini_attention.models.config import ModelConfig
 from infini_attention.models.registry import build_attention
+from infini_attention.modules import parameter_tags
 from infini_attention.state import ModelState
 
 
@@ -69,17 +70,20 @@ class InfiniTransformer(nn.Module):
 
         - embed_tokens, q/k/v_proj, gate_proj, up_proj, lm_head: normal(0, init_std)
         - o_proj, down_proj (the residual writes): normal(0, init_std / sqrt(2 * num_layers))
-        - beta (gate logits of Infini-attention and the Memorizing baseline): beta_init, default 0 (gate 0.5)
-        - shift_proj, query_shift_proj (key_shift / query_shift variants only), write_weight (deltanet
-          rule only), log_sharpness (sharpness variant only): 0
+        - parameters tagged with an init where they are made (modules/tags.py): that init. These are
+          beta (gate logits of Infini-attention and the Memorizing baseline: beta_init, default 0, gate
+          0.5) and the variants' parameters (token-shift taps, deltanet write strengths, sharpness
+          scales: 0, so that every variant starts as the paper's layer)
         - RMSNorm weights: 1
         """
         std = self.config.init_std
+        tags = parameter_tags(self)
         for name, p in self.named_parameters():
-            if name.endswith("beta"):
-                p.fill_(self.config.beta_init)
-            elif name.endswith(("shift_proj.weight", "write_weight", "log_sharpness")):  # query_shift_proj too
-                p.zero_()  # the key-shift variant starts as the paper's layer; every write strength 0.5
+            init = tags.get(id(p), {}).get("init")
+            if init == "zeros":
+                p.zero_()
+            elif init is not None:  # ("constant", value)
+                p.fill_(init[1])
             elif "norm" in name:
                 p.fill_(1.0)
             elif name.endswith(("o_proj.weight", "down_proj.weight")):
@@ -91,7 +95,8 @@ class InfiniTransformer(nn.Module):
 
     def gate_parameters(self) -> list[nn.Parameter]:
         """The per-head gate logits (beta) of every Infini-attention layer: give them their own optimizer group."""
-        return [p for name, p in self.named_parameters() if name.endswith("self_attn.beta")]
+        tags = parameter_tags(self)
+        return [p for p in self.parameters() if tags.get(id(p), {}).get("lr") == "gate"]
 
     def forward(
         self,

@@ -86,6 +86,24 @@ class Rule:
     def written(self, M, z) -> torch.Tensor:
         return z.sum(-1) > 0  # features > 0: z > 0 after any write
 
+    def key_mass(self, keys: torch.Tensor) -> torch.Tensor:
+        """Σ_t φ(k_t) over keys (B, Hkv, n, dk): what these tokens add to z, (B, Hkv, dk) float32."""
+        return self.feature(keys.float()).sum(dim=2)
+
+    def read_share(self, q: torch.Tensor, mass: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The share of the read's normaliser φ(q)·z (eq 7) that comes from tokens of key mass `mass`.
+
+        q: (B, H, dk) one query per head; mass, z: (B, Hkv, dk). Returns (B, H) in [0, 1] when `mass`
+        is part of what was written into z. Only rules with a normaliser have one.
+        """
+        if not self.normalised:
+            raise ValueError(f"the {self.name} rule has no normaliser z: its read has no share to report")
+        batch, heads, dk = q.shape
+        sq = self.feature(group_heads(q.float()[:, :, None], z.shape[1]))  # (B, Hkv, G, dk)
+        part = (sq @ mass.float()[..., None]).squeeze(-1)
+        whole = (sq @ z.float()[..., None]).squeeze(-1)
+        return (part / (whole + self.eps)).reshape(batch, heads)
+
     def reference_read(self, q, M, z, head):
         raise NotImplementedError
 

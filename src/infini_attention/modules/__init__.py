@@ -1,0 +1,7 @@
+"""Small parts of a layer, each an nn.Module registered by name: feature maps, token shifts, parameter tags."""
+
+from infini_attention.modules.feature_maps import FEATURE_MAP_MODULES, feature_map_module
+from infini_attention.modules.tags import module_tags, parameter_tags, tag
+from infini_attention.modules.token_shift import TokenShift
+
+__all__ = ["FEATURE_MAP_MODULES", "TokenShift", "feature_map_module", "module_tags", "parameter_tags", "tag"]

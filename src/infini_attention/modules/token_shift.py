@@ -1,0 +1,48 @@
+"""Token shift (a variant, not the paper's): previous-token taps on the memory's keys or queries.
+
+    k_t = W_k x_t + sum_{j=1..S} W_{s,j} x_{t-j}
+
+so that a key can say which tokens came before it: the order information that an ordered recall
+through the memory needs (runs/EXPERIMENTS.md, E5-E15). The taps start at zero: the layer starts as
+the paper's. Carried state: the terms that tokens already read owe to the next call's first tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from infini_attention.modules.tags import tag
+
+
+class TokenShift(nn.Linear):
+    """[W_1 x; ...; W_S x] in one matmul (weight rows [W_1; ...; W_S]), added S positions apart.
+
+    A subclass of Linear, so that its weight keeps the name `<attribute>.weight` of the layers that
+    held a plain Linear before (checkpoints load unchanged).
+    """
+
+    def __init__(self, hidden_size: int, heads: int, head_dim: int, taps: int, device=None, dtype=None):
+        super().__init__(hidden_size, taps * heads * head_dim, bias=False, device=device, dtype=dtype)
+        self.heads, self.head_dim, self.taps = heads, head_dim, taps
+        nn.init.zeros_(self.weight)
+        tag(self, "weight", init="zeros")
+
+    def shift(self, x: torch.Tensor, base: torch.Tensor, carried: torch.Tensor | None):
+        """base (B, heads, L, d) + sum_j W_j x_{t-j}, and the terms owed to the next call (B, heads, taps, d).
+
+        Token t's term W_j x_t belongs to position t + j; positions past this call (L .. L + taps - 1)
+        are returned as `pending`, which the next call adds to its first tokens: two calls carrying it
+        give exactly one call's result.
+        """
+        batch, length, _ = x.shape
+        heads, d, taps = self.heads, self.head_dim, self.taps
+        terms = self(x).view(batch, length, taps, heads, d).permute(2, 0, 3, 1, 4)  # (taps, B, heads, L, d)
+        if carried is None:
+            total = base.new_zeros(batch, heads, length + taps, d)
+        else:
+            total = F.pad(carried.to(base.dtype), (0, 0, 0, length))
+        for j in range(1, taps + 1):
+            total = total + F.pad(terms[j - 1].to(base.dtype), (0, 0, j, taps - j))  # W_j x_t lands on t + j
+        return base + total[:, :, :length], total[:, :, length:]
