@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from infini_attention.data import documents
-from infini_attention.data.documents import LMTask, load_corpus, split_documents, split_text
+from infini_attention.data.documents import load_corpus, split_documents, split_text
 from infini_attention.data.tokenizers import ByteTokenizer, GPT2Tokenizer, HFTokenizer, get_tokenizer
 from infini_attention.train import TrainConfig
+from infini_attention.train.tasks.lm import LMTask
 
 TINY = Path(__file__).parent / "data" / "tiny_corpus.txt"
 TINY_BOOKS = ["Ruth", "Psa", "Jonah", "Phmn", "2Jn", "3Jn"]

@@ -21,7 +21,7 @@ from transformers import (  # noqa: E402
     Qwen2ForCausalLM,
 )
 
-import infini_attention.train as train_module  # noqa: E402
+import infini_attention.train.loop as train_module  # noqa: E402
 from conftest import assert_close  # noqa: E402
 from infini_attention.cli.main import main as cli  # noqa: E402
 from infini_attention.data.tokenizers import HFTokenizer  # noqa: E402

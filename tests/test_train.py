@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import infini_attention.train as train_module
+import infini_attention.train.loop as train_module
 from conftest import assert_close
 from infini_attention.checkpoint import load_model
 from infini_attention.cli.main import main as cli

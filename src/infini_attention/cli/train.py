@@ -78,6 +78,9 @@ def config_from_args(args) -> TrainConfig:
 
 def run(args) -> int:
     cfg = config_from_args(args)
+    if cfg.from_hf:
+        import infini_attention.hf.training  # noqa: F401  (registers the "hf" model source)
+
     cfg.model_config()  # fail now, with a clear message, on a bad model field
     last = train(cfg, resume=args.resume, progress=not args.no_progress)
     print(json.dumps(last))

@@ -37,7 +37,8 @@ from torch import nn
 
 from infini_attention.hf.cache import InfiniCache
 from infini_attention.hf.modeling import CONFIG_KEY, InfiniSettings, convert, gates, load_converted
-from infini_attention.models.transformer import check_input_ids, check_model_state, stream_segments
+from infini_attention.models.protocol import MODEL_SOURCES
+from infini_attention.models.transformer import check_input_ids, check_model_state, reset_memories, stream_segments
 from infini_attention.state import ModelState
 
 # the --model fields that apply to a Hugging Face model (InfiniSettings)
@@ -258,11 +259,7 @@ class HFTrainingModel(nn.Module):
 
     def reset_memory(self, state: ModelState) -> ModelState:
         """The same state with every compressive memory emptied (the memory-reset ablation)."""
-        layers = [
-            s if s is None else dataclasses.replace(s, M=torch.zeros_like(s.M), z=torch.zeros_like(s.z))
-            for s in state.layers
-        ]
-        return ModelState(layers, state.position)
+        return reset_memories(self.layers, state)
 
     # -- checkpoints: a transformers folder, loadable by load_converted and by --from-hf ------------------
 
@@ -272,6 +269,12 @@ class HFTrainingModel(nn.Module):
         inner = getattr(self.tokenizer, "tokenizer", None)
         if hasattr(inner, "save_pretrained"):
             inner.save_pretrained(folder)
+
+    def save_weights(self, folder: str | os.PathLike) -> None:  # the StreamingLM interface (models/protocol.py)
+        self.save_pretrained(folder)
+
+    def load_weights(self, folder: str | os.PathLike) -> None:
+        self.load_pretrained(folder)
 
     @torch.no_grad()
     def load_pretrained(self, folder: str | os.PathLike) -> None:
@@ -292,3 +295,13 @@ class HFTrainingModel(nn.Module):
         if unexpected or set(missing) - tied:
             missing = sorted(set(missing) - tied)
             raise ValueError(f"{folder} does not match this model: missing {missing}, unexpected {sorted(unexpected)}")
+
+
+class HFSource:
+    """The "hf" model source of the trainer (models/protocol.py): `--from-hf spec` with `--model` overrides."""
+
+    load = staticmethod(HFTrainingModel.load)
+    config = staticmethod(model_view)
+
+
+MODEL_SOURCES["hf"] = HFSource

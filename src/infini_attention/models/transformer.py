@@ -9,6 +9,7 @@ evaluation code.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -145,11 +146,32 @@ class InfiniTransformer(nn.Module):
 
         Each attention kind with a memory defines `reset_memory(layer_state)`; the others keep theirs.
         """
-        layers = [
-            layer.self_attn.reset_memory(s) if s is not None and hasattr(layer.self_attn, "reset_memory") else s
-            for layer, s in zip(self.layers, state.layers)
-        ]
-        return ModelState(layers, state.position)
+        return reset_memories(self.layers, state)
+
+    def save_weights(self, folder) -> None:
+        """This model's folder: model.safetensors + config.json (models/io.py)."""
+        from infini_attention.models.io import save_model
+
+        save_model(self, folder)
+
+    def load_weights(self, folder) -> None:
+        """Load the weights that `save_weights` wrote, exactly (every key accounted for)."""
+        from safetensors.torch import load_file
+
+        weights = load_file(str(Path(folder) / "model.safetensors"))
+        if self.config.tie_embeddings:
+            weights["lm_head.weight"] = weights["embed_tokens.weight"]
+        self.load_state_dict(weights)
+
+
+def reset_memories(layers: nn.ModuleList, state: ModelState) -> ModelState:
+    """`state` with every long-term memory emptied: each decoder layer's attention that has a memory
+    empties its own (`reset_memory(layer_state)`); the others keep theirs. Every model kind uses this."""
+    states = [
+        layer.self_attn.reset_memory(s) if s is not None and hasattr(layer.self_attn, "reset_memory") else s
+        for layer, s in zip(layers, state.layers)
+    ]
+    return ModelState(states, state.position)
 
 
 def check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:

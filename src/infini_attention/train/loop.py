@@ -6,7 +6,7 @@ Each step processes sequences of several segments with full back-propagation thr
 (optional per-segment gradient checkpointing, optional truncation every k segments), AdamW with the
 gates in their own group (own learning rate, no weight decay), linear warm-up then cosine decay,
 gradient clipping and accumulation, optional bf16 autocast. Checkpoints hold the model, optimizer,
-scheduler, RNG and step, written atomically; batches are a pure function of the step (tasks.py),
+scheduler, RNG and step, written atomically; batches are a pure function of the step (tasks/),
 so `--resume` continues exactly where an interrupted run stopped.
 """
 
@@ -15,101 +15,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
-import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from infini_attention.checkpoint import load_config, save_model
-from infini_attention.models import InfiniTransformer, ModelConfig
+from infini_attention.models import InfiniTransformer
+from infini_attention.models.protocol import model_source
 from infini_attention.modules import parameter_tags
-from infini_attention.stretch import forward_with_write_weights
-from infini_attention.tasks import build_task
-
-
-@dataclass
-class TrainConfig:
-    preset: str = "tiny"  # model preset (see ModelConfig.from_name)
-    model: dict = field(default_factory=dict)  # ModelConfig fields that override the preset
-    init_from: str | None = None  # a model folder to start from (weights and config)
-    # a Hugging Face model to continue pre-training (hf/training.py): a folder from `infini convert`, a plain
-    # Llama/Qwen2/Mistral folder or gguf:default, converted with --model segment_len=N rule=... beta_init=...;
-    # its own tokenizer reads the task's text unless --tokenizer names another than the default
-    from_hf: str | None = None
-    train_only: str = "all"  # parameters trained: "all", "attention" (q/k/v/o and gates) or "gates"; rest frozen
-    task: str = "lm"  # "lm", "passkey" or "copy" (tasks.py)
-    data: str | None = None  # lm: text file, folder, .jsonl, or hf:<dataset name>
-    # lm: how a text file splits into documents: "auto", "file", "blank", "verse", "regex:<pattern>"
-    data_split: str = "auto"  # (data/documents.py; "auto" splits the Bible corpora into books)
-    val_docs: float = 0.05  # lm: documents held out for validation, a fraction (< 1) or a count (>= 1)
-    tokenizer: str = "byte"  # tokenizer name (data/tokenizers.py)
-    seq_len: int = 1024  # tokens per training sequence (max length for passkey/copy)
-    min_len: int = 1024  # passkey/copy: shortest sequence (lengths drawn log-uniformly)
-    length_curriculum_steps: int = 0  # passkey/copy: grow the longest length from min_len to seq_len over k steps
-    batch_size: int = 8  # sequences per micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step
-    steps: int = 1000  # optimizer steps
-    lr: float = 1e-3  # peak learning rate
-    gate_lr: float = 1e-2  # learning rate of the gate logits beta (no weight decay)
-    sharpness_lr: float | None = None  # own learning rate of the sharpness variant's log-scales (None: lr)
-    weight_decay: float = 0.1  # AdamW weight decay on matrices and embeddings
-    warmup_steps: int = 100  # linear warm-up steps
-    min_lr_ratio: float = 0.1  # cosine decay floor, as a fraction of lr
-    clip: float = 1.0  # gradient-norm clipping (0 = off)
-    gradient_checkpointing: bool = False  # recompute each segment in the backward pass
-    detach_every: int | None = None  # truncate BPTT every k segments (None = through all segments)
-    bf16: bool = False  # bfloat16 autocast (the memory stays float32)
-    eval_every: int = 100  # steps between evaluations (0 = never)
-    save_every: int = 100  # steps between checkpoints
-    out: str = "runs/out/run"  # output folder: checkpoint/, metrics.jsonl, train_config.json
-    seed: int = 0
-    device: str = "auto"  # "auto", "cpu" or "cuda"
-    # passkey / copy tasks
-    digits: int = 5  # passkey: key length
-    doubled_keys: float = 0.0  # passkey: share of training keys with a digit written twice in a row (the hard ones)
-    # passkey: share of batches whose length is a multiple of the segment length, so that the answer starts a new
-    # segment (every power-of-two evaluation length does; a random length does 1 time in segment_len)
-    aligned_lengths: float = 0.0
-    full_loss: bool = False  # passkey: language-model loss on the prompt too, not only on the answer
-    # passkey: prompt formats (data/formats.py: passkey, ruler, ruler-multikey, paraphrase), one drawn per batch
-    formats: list = field(default_factory=lambda: ["passkey"])
-    # passkey: haystacks, one drawn per batch: "paper" (the paper's filler) or text files (data/haystack.py);
-    # empty = the paper's filler
-    haystacks: list = field(default_factory=list)
-    eval_haystack: str | None = None  # passkey: the haystack of the training-time evaluation (None: the paper's)
-    local_start: float = 0.5  # passkey: share of needles in the question's segment at step 0
-    local_end: float = 0.1  # passkey: ... at the end of the curriculum
-    curriculum_steps: int = 1000  # passkey: steps over which that share falls
-    copy_len: int = 24  # copy: characters in the string to recall
-    eval_lengths: list = field(default_factory=lambda: [1024])  # passkey: lengths evaluated during training
-    eval_keys: int = 20  # passkey: instances per evaluated length
-    # passkey, linear rule: write each filler-only segment with a weight drawn log-uniformly per sequence from
-    # [1, stretch_max], as if the haystack were that many times longer (stretch.py); 1 = off
-    stretch_max: float = 1.0
-    stretch_curriculum_steps: int = 0  # grow that limit from 1 to stretch_max over k steps (log-linearly)
-
-    def model_config(self) -> ModelConfig:
-        if self.from_hf:  # a view of the HF model's config with ModelConfig's field names (no weights loaded)
-            from infini_attention.hf.training import model_view
-
-            return model_view(self.from_hf, self.model)
-        if self.init_from:
-            return load_config(self.init_from).replace(**self.model)
-        return ModelConfig.from_name(self.preset, **self.model)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        if set(d) - known:
-            raise ValueError(f"unknown training fields: {sorted(set(d) - known)}")
-        return cls(**d)
-
+from infini_attention.train.checkpointing import load_checkpoint, save_checkpoint, truncate_metrics
+from infini_attention.train.config import TrainConfig
+from infini_attention.train.distributed import Distributed
+from infini_attention.train.stretch import forward_with_write_weights
+from infini_attention.train.tasks import build_task
 
 TRAIN_ONLY = ("all", "attention", "gates")
 
@@ -119,9 +39,7 @@ def build_model(cfg: TrainConfig, resume: bool = False) -> torch.nn.Module:
     if cfg.from_hf:
         if cfg.init_from:
             raise ValueError("give --from-hf or --init-from, not both")
-        from infini_attention.hf.training import HFTrainingModel
-
-        model = HFTrainingModel.load(cfg.from_hf, **cfg.model)
+        model = model_source("hf").load(cfg.from_hf, **cfg.model)
     else:
         model = InfiniTransformer(cfg.model_config())
         if cfg.init_from and not resume:
@@ -201,71 +119,8 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, i
     return loss, count
 
 
-# ---------------------------------------------------------------------------------------------
-# Checkpoints: model folder (model.safetensors + config.json) + train_state.{safetensors,json}
-
-
-def save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, cfg: TrainConfig) -> None:
-    """Write everything needed to resume into `folder`, atomically (a crash leaves the old one intact)."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    if hasattr(model, "save_pretrained"):  # a Hugging Face model: a transformers folder (hf/training.py)
-        model.save_pretrained(tmp)
-    else:
-        save_model(model, tmp)
-    tensors, opt_state = {}, optimizer.state_dict()
-    for idx, pstate in opt_state["state"].items():
-        for name, value in pstate.items():
-            tensors[f"optimizer.{idx}.{name}"] = value.detach().contiguous().cpu()
-    tensors["rng.torch"] = torch.get_rng_state()
-    save_file(tensors, tmp / "train_state.safetensors")
-    meta = {
-        "step": step,
-        "param_groups": opt_state["param_groups"],
-        "scheduler": scheduler.state_dict(),
-        "rng.python": random.getstate(),
-        "train_config": dataclasses.asdict(cfg),
-    }
-    (tmp / "train_state.json").write_text(json.dumps(meta, indent=1))
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def load_checkpoint(folder: Path, model, optimizer, scheduler) -> int:
-    """Restore model, optimizer, scheduler and RNG from `folder`; returns the step to continue from."""
-    if hasattr(model, "load_pretrained"):  # a Hugging Face model, saved by save_pretrained
-        model.load_pretrained(folder)
-    else:
-        weights = load_file(str(folder / "model.safetensors"))
-        if model.config.tie_embeddings:
-            weights["lm_head.weight"] = weights["embed_tokens.weight"]
-        model.load_state_dict(weights)
-    tensors = load_file(str(folder / "train_state.safetensors"))
-    meta = json.loads((folder / "train_state.json").read_text())
-    state: dict = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            _, idx, name = key.split(".", 2)
-            state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    scheduler.load_state_dict(meta["scheduler"])
-    torch.set_rng_state(tensors["rng.torch"])
-    version, internal, gauss = meta["rng.python"]
-    random.setstate((version, tuple(internal), gauss))
-    return meta["step"]
-
-
-# ---------------------------------------------------------------------------------------------
-
-
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
     """Run (or resume) a training run; returns the last logged metrics."""
-    from infini_attention.distributed import Distributed
-
     dist = Distributed.setup()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     if dist.enabled and device.type == "cuda":
@@ -306,7 +161,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     metrics_file, tensorboard = None, None
     if dist.is_main:
         # steps logged after the checkpoint was written are run again (a fresh run: all of them)
-        _truncate_metrics(out / "metrics.jsonl", step)
+        truncate_metrics(out / "metrics.jsonl", step)
         metrics_file = open(out / "metrics.jsonl", "a")  # noqa: SIM115
         tensorboard = _tensorboard_writer(out / "tensorboard")
 
@@ -324,17 +179,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         micro_indices = [dist.rank * cfg.grad_accum + m for m in range(cfg.grad_accum)]
         batches = [task.batch(step, 0, index) for index in micro_indices]
         # normalise by the labelled tokens of the whole step, summed over ranks and micro-batches
-        step_count = dist.all_reduce_sum(float(sum(int((labels != -100).sum()) for _, labels in batches)))
+        step_count = dist.all_reduce_sum(float(sum(int((b.labels != -100).sum()) for b in batches)))
         loss_sum, tokens = 0.0, 0
-        for micro, (ids, labels) in enumerate(batches):
-            ids, labels = ids.to(device), labels.to(device)
+        for micro, batch in enumerate(batches):
+            ids, labels = batch.ids.to(device), batch.labels.to(device)
             last_micro = micro == cfg.grad_accum - 1
             with (
                 dist.no_sync_unless(wrapped, last_micro),
                 torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16),
             ):
                 options = {"gradient_checkpointing": cfg.gradient_checkpointing, "detach_every": cfg.detach_every}
-                weights = task.write_weights(step, 0, micro_indices[micro]) if cfg.stretch_max > 1 else None
+                weights = batches[micro].write_weights
                 if weights is None:
                     logits, _ = wrapped(ids, **options)
                 else:
@@ -387,14 +242,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
         tensorboard.close()
     dist.teardown()
     return last
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Keep the metrics of steps <= `step` (those the checkpoint being resumed has seen)."""
-    if not path.exists():
-        return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept))
 
 
 def _tensorboard_writer(folder: Path):

@@ -1,0 +1,86 @@
+"""The training configuration: every field is a flag of `infini train` (cli/train.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from infini_attention.checkpoint import load_config
+from infini_attention.models import ModelConfig
+from infini_attention.models.protocol import model_source
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "tiny"  # model preset (see ModelConfig.from_name)
+    model: dict = field(default_factory=dict)  # ModelConfig fields that override the preset
+    init_from: str | None = None  # a model folder to start from (weights and config)
+    # a Hugging Face model to continue pre-training (hf/training.py): a folder from `infini convert`, a plain
+    # Llama/Qwen2/Mistral folder or gguf:default, converted with --model segment_len=N rule=... beta_init=...;
+    # its own tokenizer reads the task's text unless --tokenizer names another than the default
+    from_hf: str | None = None
+    train_only: str = "all"  # parameters trained: "all", "attention" (q/k/v/o and gates) or "gates"; rest frozen
+    task: str = "lm"  # "lm", "passkey" or "copy" (tasks.py)
+    data: str | None = None  # lm: text file, folder, .jsonl, or hf:<dataset name>
+    # lm: how a text file splits into documents: "auto", "file", "blank", "verse", "regex:<pattern>"
+    data_split: str = "auto"  # (data/documents.py; "auto" splits the Bible corpora into books)
+    val_docs: float = 0.05  # lm: documents held out for validation, a fraction (< 1) or a count (>= 1)
+    tokenizer: str = "byte"  # tokenizer name (data/tokenizers.py)
+    seq_len: int = 1024  # tokens per training sequence (max length for passkey/copy)
+    min_len: int = 1024  # passkey/copy: shortest sequence (lengths drawn log-uniformly)
+    length_curriculum_steps: int = 0  # passkey/copy: grow the longest length from min_len to seq_len over k steps
+    batch_size: int = 8  # sequences per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    steps: int = 1000  # optimizer steps
+    lr: float = 1e-3  # peak learning rate
+    gate_lr: float = 1e-2  # learning rate of the gate logits beta (no weight decay)
+    sharpness_lr: float | None = None  # own learning rate of the sharpness variant's log-scales (None: lr)
+    weight_decay: float = 0.1  # AdamW weight decay on matrices and embeddings
+    warmup_steps: int = 100  # linear warm-up steps
+    min_lr_ratio: float = 0.1  # cosine decay floor, as a fraction of lr
+    clip: float = 1.0  # gradient-norm clipping (0 = off)
+    gradient_checkpointing: bool = False  # recompute each segment in the backward pass
+    detach_every: int | None = None  # truncate BPTT every k segments (None = through all segments)
+    bf16: bool = False  # bfloat16 autocast (the memory stays float32)
+    eval_every: int = 100  # steps between evaluations (0 = never)
+    save_every: int = 100  # steps between checkpoints
+    out: str = "runs/out/run"  # output folder: checkpoint/, metrics.jsonl, train_config.json
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    # passkey / copy tasks
+    digits: int = 5  # passkey: key length
+    doubled_keys: float = 0.0  # passkey: share of training keys with a digit written twice in a row (the hard ones)
+    # passkey: share of batches whose length is a multiple of the segment length, so that the answer starts a new
+    # segment (every power-of-two evaluation length does; a random length does 1 time in segment_len)
+    aligned_lengths: float = 0.0
+    full_loss: bool = False  # passkey: language-model loss on the prompt too, not only on the answer
+    # passkey: prompt formats (data/formats.py: passkey, ruler, ruler-multikey, paraphrase), one drawn per batch
+    formats: list = field(default_factory=lambda: ["passkey"])
+    # passkey: haystacks, one drawn per batch: "paper" (the paper's filler) or text files (data/haystack.py);
+    # empty = the paper's filler
+    haystacks: list = field(default_factory=list)
+    eval_haystack: str | None = None  # passkey: the haystack of the training-time evaluation (None: the paper's)
+    local_start: float = 0.5  # passkey: share of needles in the question's segment at step 0
+    local_end: float = 0.1  # passkey: ... at the end of the curriculum
+    curriculum_steps: int = 1000  # passkey: steps over which that share falls
+    copy_len: int = 24  # copy: characters in the string to recall
+    eval_lengths: list = field(default_factory=lambda: [1024])  # passkey: lengths evaluated during training
+    eval_keys: int = 20  # passkey: instances per evaluated length
+    # passkey, linear rule: write each filler-only segment with a weight drawn log-uniformly per sequence from
+    # [1, stretch_max], as if the haystack were that many times longer (stretch.py); 1 = off
+    stretch_max: float = 1.0
+    stretch_curriculum_steps: int = 0  # grow that limit from 1 to stretch_max over k steps (log-linearly)
+
+    def model_config(self) -> ModelConfig:
+        if self.from_hf:  # a view of the HF model's config with ModelConfig's field names (no weights loaded)
+            return model_source("hf").config(self.from_hf, self.model)
+        if self.init_from:
+            return load_config(self.init_from).replace(**self.model)
+        return ModelConfig.from_name(self.preset, **self.model)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        if set(d) - known:
+            raise ValueError(f"unknown training fields: {sorted(set(d) - known)}")
+        return cls(**d)

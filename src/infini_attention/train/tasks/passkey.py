@@ -1,0 +1,120 @@
+"""The passkey task: needle prompts (data/passkey.py) in any format and haystack, loss on the answer."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+
+from infini_attention.data import passkey
+from infini_attention.data.formats import get_format
+from infini_attention.data.tokenizers import get_tokenizer
+from infini_attention.train.tasks.common import Batch, draw_length, step_rng
+
+
+class PasskeyTask:
+    """Passkey prompts of `min_len`..`max_len` tokens; loss on the answer only (or everywhere).
+
+    Curriculum: the share of instances whose needle sits in the question's own segment falls
+    linearly from `local_start` to `local_end` over `curriculum_steps`.
+    """
+
+    def __init__(self, cfg, segment_len: int):
+        self.cfg, self.segment_len = cfg, segment_len
+        self.tokenizer = get_tokenizer(cfg.tokenizer)
+
+    def local_fraction(self, step: int) -> float:
+        c = self.cfg
+        progress = min(1.0, step / max(1, c.curriculum_steps))
+        return c.local_start + (c.local_end - c.local_start) * progress
+
+    def _instances(self, step: int, rank: int, micro: int) -> list[passkey.PasskeyInstance]:
+        c = self.cfg
+        rng = step_rng(c.seed, step, rank, micro)
+        length = draw_length(rng, c, step)
+        if c.aligned_lengths > 0 and rng.random() < c.aligned_lengths:  # no draw when off
+            # a whole number of segments: the answer then starts a new segment, as at every power-of-two length
+            length = max(self.segment_len, length - length % self.segment_len)
+        # one prompt format and one haystack per micro-batch, drawn only when there is a choice
+        fmt = c.formats[0] if len(c.formats) == 1 else rng.choice(c.formats)
+        haystack = (c.haystacks or ["paper"])[0] if len(c.haystacks) <= 1 else rng.choice(c.haystacks)
+        form = get_format(fmt)
+        return passkey.training_instances(
+            self.tokenizer,
+            c.batch_size,
+            length,
+            rng,
+            digits=c.digits if form.default_digits == 5 else None,  # RULER values keep their 7 digits
+            local_fraction=self.local_fraction(step),
+            segment_len=self.segment_len,
+            doubled_fraction=c.doubled_keys,
+            needles=form.default_needles,
+            fmt=fmt,
+            haystack=haystack,
+        )
+
+    def batch(self, step: int, rank: int = 0, micro: int = 0) -> Batch:
+        instances = self._instances(step, rank, micro)
+        ids, labels = passkey.batch_tensors(instances)
+        if self.cfg.full_loss:  # language-model loss on the whole prompt as well
+            labels = torch.cat([ids[:, 1:], torch.full_like(ids[:, :1], -100)], dim=1).where(labels == -100, labels)
+        return Batch(ids, labels, self._write_weights(instances, step, rank, micro))
+
+    def stretch_limit(self, step: int) -> float:
+        """The largest write weight at this step: grows log-linearly from 1 to stretch_max over
+        stretch_curriculum_steps (at once if 0)."""
+        c = self.cfg
+        progress = min(1.0, step / c.stretch_curriculum_steps) if c.stretch_curriculum_steps else 1.0
+        return c.stretch_max**progress
+
+    def write_weights(self, step: int, rank: int = 0, micro: int = 0) -> torch.Tensor | None:
+        """(batch, segments) memory-write weights of `batch(step, rank, micro)` (stretch.py), or None when off."""
+        return self.batch(step, rank, micro).write_weights
+
+    def _write_weights(self, instances, step: int, rank: int, micro: int) -> torch.Tensor | None:
+        """The write weights of these instances (the batch's), or None when stretched writes are off.
+
+        Each sequence draws one weight log-uniformly from [1, stretch_limit(step)] and gives it to
+        every segment that holds filler only: its haystack looks that many times longer to the
+        memory. Segments with the instruction, the needle, the question or the answer keep weight 1.
+        """
+        if self.cfg.stretch_max <= 1:
+            return None
+        rng = random.Random(f"stretch-{self.cfg.seed}-{step}-{rank}-{micro}")
+        limit = self.stretch_limit(step)
+        rows = []
+        width = max(inst.length + len(inst.answer_ids) for inst in instances)  # batch_tensors pads to it
+        segments = -(-width // self.segment_len)
+        for inst in instances:
+            w = math.exp(rng.uniform(0.0, math.log(limit)))
+            row = [w if filler else 1.0 for filler in passkey.filler_segments(inst, self.segment_len)]
+            rows.append(row + [1.0] * (segments - len(row)))
+        return torch.tensor(rows)
+
+    def evaluate(self, model, device, cfg) -> dict:
+        """Exact match with the needle only in memory (depths 0.1-0.5) and in the local window (depth 1),
+        for every training format, on `eval_haystack` (default: the paper's filler)."""
+        from infini_attention.eval.passkey import evaluate_cell
+
+        out = {}
+        for fmt in cfg.formats:
+            form = get_format(fmt)
+            kwargs = dict(
+                digits=cfg.digits if form.default_digits == 5 else None,
+                seed=10_000,
+                fmt=fmt,
+                haystack=cfg.eval_haystack,
+                needles=form.default_needles,
+            )
+            for length in cfg.eval_lengths:
+                memory = [evaluate_cell(model, self.tokenizer, length, d, cfg.eval_keys, **kwargs) for d in (0.1, 0.5)]
+                local = evaluate_cell(model, self.tokenizer, length, 1.0, cfg.eval_keys, **kwargs)
+                name = f"passkey_{length}" if fmt == "passkey" else f"{fmt}_{length}"
+                out[f"{name}_memory_acc"] = sum(r.accuracy for r in memory) / len(memory)
+                out[f"{name}_memory_digits"] = sum(r.digit_accuracy for r in memory) / len(memory)
+                shares = [r.memory_share for r in memory if r.memory_share is not None]
+                if shares:  # none for the deltanet rule, which has no normaliser
+                    out[f"{name}_key_share"] = sum(shares) / len(shares)
+                out[f"{name}_end_acc"] = local.accuracy
+        return out
