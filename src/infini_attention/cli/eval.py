@@ -89,11 +89,11 @@ def checkpoint_tokenizer(folder: str | Path) -> str:
 
 
 def run_passkey(args) -> int:
-    from infini_attention.checkpoint import load_model
     from infini_attention.data.formats import get_format
     from infini_attention.data.haystack import get_haystack
     from infini_attention.data.tokenizers import get_tokenizer
     from infini_attention.eval import passkey
+    from infini_attention.models.io import load_model
 
     if args.haystack and args.filler:
         print("give --haystack or --filler, not both", file=sys.stderr)

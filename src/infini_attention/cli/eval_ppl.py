@@ -66,10 +66,10 @@ def _run_name(folder: str) -> str:
 
 
 def run(args) -> int:
-    from infini_attention.checkpoint import load_model
     from infini_attention.data.documents import load_corpus
     from infini_attention.data.tokenizers import get_tokenizer
     from infini_attention.eval.perplexity import evaluate_perplexity, format_report, gate_table, plot_gates
+    from infini_attention.models.io import load_model
 
     trained = training_config(args.checkpoint)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)

@@ -43,7 +43,7 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     if args.checkpoint:
-        from infini_attention.checkpoint import load_model
+        from infini_attention.models.io import load_model
 
         model = load_model(args.checkpoint)
     else:

@@ -19,7 +19,6 @@ import contextlib
 import functools
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,117 +39,16 @@ from transformers.utils.generic import can_return_tuple
 
 from infini_attention.hf.attention import InfiniHFAttention, SegmentRope
 from infini_attention.hf.cache import InfiniCache
+from infini_attention.hf.settings import (
+    _FAMILIES,
+    CONFIG_KEY,
+    InfiniSettings,
+    _check_compatible,
+    _Family,
+    _head_dim,
+    _projection_shapes,
+)
 from infini_attention.modules import module_tags
-from infini_attention.ops.infini import RULES
-
-CONFIG_KEY = "infini_attention"  # the config entry that marks a converted model and holds its settings
-
-
-@dataclass(frozen=True)
-class InfiniSettings:
-    segment_len: int  # N: tokens per segment of local attention and memory update
-    rule: str = "delta"  # memory update: "linear" (eq 8), "delta" (eq 9) or the "deltanet" variant
-    beta_init: float = 0.0  # initial gate logit of eq 10 (0: gate 0.5, where it learns fastest)
-    # variants, off by default (layers/attention.py, ops/infini/README.md): previous-token taps on the
-    # memory's keys and queries, and a learned scale inside sigma
-    key_shift: int = 0
-    query_shift: int = 0
-    sharpness: bool = False
-
-    def __post_init__(self):
-        if not isinstance(self.segment_len, int) or self.segment_len < 1:
-            raise ValueError(f"segment_len must be a positive integer, got {self.segment_len!r}")
-        if self.rule not in RULES:
-            raise ValueError(f"unknown memory rule {self.rule!r}: expected one of {', '.join(RULES)}")
-        for name in ("key_shift", "query_shift"):
-            taps = getattr(self, name)
-            if isinstance(taps, bool) or not isinstance(taps, int) or taps < 0:
-                raise ValueError(f"{name} must be a number of previous tokens >= 0, got {taps!r}")
-        if self.sharpness and self.rule == "deltanet":
-            raise ValueError("sharpness is a variant of the linear and delta rules (deltanet keys have norm 1)")
-
-    def variants(self) -> dict:
-        """The layer keyword arguments of the variants that are on."""
-        names = ("key_shift", "query_shift", "sharpness")
-        return {name: getattr(self, name) for name in names if getattr(self, name)}
-
-    def to_dict(self) -> dict:
-        return {
-            "segment_len": self.segment_len,
-            "rule": self.rule,
-            "beta_init": float(self.beta_init),
-            **self.variants(),
-        }
-
-    @classmethod
-    def from_config(cls, config) -> InfiniSettings:
-        data = getattr(config, CONFIG_KEY, None)
-        if not isinstance(data, dict):
-            raise ValueError(
-                f"config has no {CONFIG_KEY!r} entry: this is not a converted model; use infini_attention.hf.convert"
-            )
-        unknown = set(data) - {"segment_len", "rule", "beta_init", "key_shift", "query_shift", "sharpness"}
-        if unknown:
-            raise ValueError(f"unknown {CONFIG_KEY} settings {sorted(unknown)}")
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class _Family:
-    """How one architecture's attention projections look: the explicit weight map of a conversion."""
-
-    qkv_bias: object  # config -> bool: whether q_proj, k_proj, v_proj have a bias
-    o_bias: object  # config -> bool: whether o_proj has a bias
-    per_layer_window: bool  # True: sliding_window applies to layers whose layer_types entry says so
-
-
-_FAMILIES = {
-    "llama": _Family(lambda c: bool(c.attention_bias), lambda c: bool(c.attention_bias), per_layer_window=False),
-    "qwen2": _Family(lambda c: True, lambda c: False, per_layer_window=True),
-    "mistral": _Family(lambda c: False, lambda c: False, per_layer_window=False),
-}
-
-
-def _projection_shapes(config) -> dict[str, tuple[int, int]]:
-    """Original attribute -> (out_features, in_features); the converted module keeps the same names."""
-    heads, kv_heads, hidden = config.num_attention_heads, config.num_key_value_heads, config.hidden_size
-    head_dim = _head_dim(config)
-    return {
-        "q_proj": (heads * head_dim, hidden),
-        "k_proj": (kv_heads * head_dim, hidden),
-        "v_proj": (kv_heads * head_dim, hidden),
-        "o_proj": (hidden, heads * head_dim),
-    }
-
-
-def _head_dim(config) -> int:
-    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-
-
-def _sliding_window(config, family: _Family, layer_idx: int) -> int | None:
-    window = getattr(config, "sliding_window", None)
-    if family.per_layer_window:
-        layer_types = getattr(config, "layer_types", None) or []
-        if layer_idx >= len(layer_types) or layer_types[layer_idx] != "sliding_attention":
-            return None
-    return window
-
-
-def _check_compatible(config, family: _Family, settings: InfiniSettings) -> None:
-    max_positions = getattr(config, "max_position_embeddings", None)
-    if max_positions is not None and settings.segment_len > max_positions:
-        raise ValueError(
-            f"segment_len {settings.segment_len} exceeds the model's max_position_embeddings {max_positions}: "
-            "the local attention would see positions it was never trained on"
-        )
-    for i in range(config.num_hidden_layers):
-        window = _sliding_window(config, family, i)
-        if window is not None and window < settings.segment_len:
-            raise ValueError(
-                f"layer {i} attends over a sliding window of {window} tokens, less than segment_len "
-                f"{settings.segment_len}: choose segment_len <= {window} so that the local attention sees "
-                "what the pretrained model saw"
-            )
 
 
 def _install(model, family: _Family, settings: InfiniSettings) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from infini_attention.checkpoint import load_config
 from infini_attention.models import ModelConfig
+from infini_attention.models.io import load_config
 from infini_attention.models.protocol import model_source
 
 

@@ -43,7 +43,7 @@ def build_model(cfg: TrainConfig, resume: bool = False) -> torch.nn.Module:
     else:
         model = InfiniTransformer(cfg.model_config())
         if cfg.init_from and not resume:
-            from infini_attention.checkpoint import load_model
+            from infini_attention.models.io import load_model
 
             weights = _grow_shift_taps(load_model(cfg.init_from).state_dict(), model.state_dict(), cfg.init_from)
             missing, unexpected = model.load_state_dict(weights, strict=False)
