@@ -1,7 +1,12 @@
 import random
+from pathlib import Path
 
 import pytest
 import torch
+
+TESTS = Path(__file__).resolve().parent
+DATA = TESTS / "data"  # small files the tests read (data/README.md says what each is)
+ROOT = TESTS.parent
 
 
 @pytest.fixture(autouse=True)

@@ -76,7 +76,7 @@ def test_compiled_memory_path_matches_the_reference():
     from conftest import assert_close
     from infini_attention.ops.infini import fast as fast_module
     from infini_attention.ops.infini import infini_attention_naive
-    from test_op import N, fast, make_inputs, rope
+    from ops.test_op import N, fast, make_inputs, rope
 
     backend = "inductor" if os.environ.get("INFINI_TEST_INDUCTOR") == "1" else "aot_eager"
     q, k, v, beta, M0, z0 = make_inputs(3 * N + 5)

@@ -2,13 +2,12 @@
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import assert_close
+from conftest import DATA, assert_close
 from infini_attention.cli.main import main
 from infini_attention.eval.perplexity import (
     bucket_edges,
@@ -21,7 +20,7 @@ from infini_attention.eval.perplexity import (
 )
 from infini_attention.models import InfiniTransformer, ModelConfig
 
-TINY = Path(__file__).parent / "data" / "tiny_corpus.txt"
+TINY = DATA / "tiny_corpus.txt"
 SEG = 16
 
 

@@ -4,6 +4,7 @@ import random
 
 import pytest
 import torch
+from test_train import TINY
 
 from conftest import assert_close
 from infini_attention import InfiniTransformer, ModelConfig
@@ -12,7 +13,6 @@ from infini_attention.data.tokenizers import ByteTokenizer
 from infini_attention.stretch import forward_with_write_weights
 from infini_attention.tasks import PasskeyTask
 from infini_attention.train import TrainConfig, train
-from test_train import TINY
 
 SEG = 16
 

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from test_model import randomize_key_shift
 
 from conftest import assert_close
 from infini_attention import InfiniTransformer, ModelConfig, decode_one_token, generate, prefill, sample
-from test_model import randomize_key_shift
 
 N = 16
 

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import DATA
 from infini_attention.data import documents
 from infini_attention.data.documents import load_corpus, split_documents, split_text
 from infini_attention.data.tokenizers import ByteTokenizer, GPT2Tokenizer, HFTokenizer, get_tokenizer
 from infini_attention.train import TrainConfig
 from infini_attention.train.tasks.lm import LMTask
 
-TINY = Path(__file__).parent / "data" / "tiny_corpus.txt"
+TINY = DATA / "tiny_corpus.txt"
 TINY_BOOKS = ["Ruth", "Psa", "Jonah", "Phmn", "2Jn", "3Jn"]
 MIXED_TEXT = "Hello world! It's 2024.\n\n  Tabs\tand  spaces   \nÜnïcödé, 日本語, emoji 😀 and ĝ.\n"
 

@@ -7,12 +7,13 @@ import torch
 
 pytest.importorskip("transformers")
 
+from test_hf import VOCAB, N, logits, tiny_model  # noqa: E402
+
 from conftest import assert_close  # noqa: E402
 from infini_attention.hf import InfiniCache, convert, force_local_gate, load_converted  # noqa: E402
 from infini_attention.hf.attention import InfiniHFAttention  # noqa: E402
 from infini_attention.layers import InfiniAttention  # noqa: E402
 from infini_attention.state import ModelState  # noqa: E402
-from test_hf import VOCAB, N, logits, tiny_model  # noqa: E402
 
 VARIANTS = {
     "delta": dict(rule="delta"),

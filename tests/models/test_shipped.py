@@ -1,15 +1,13 @@
 """The shipped checkpoints load and compute what they computed when they were trained."""
 
-from pathlib import Path
-
 import torch
 from safetensors.torch import load_file
 
-from conftest import assert_close
+from conftest import DATA, ROOT, assert_close
 from infini_attention.checkpoint import load_model
 
-ASSETS = Path(__file__).resolve().parents[1] / "src" / "infini_attention" / "assets"
-REFERENCE = Path(__file__).parent / "data" / "passkey_reference_logits.safetensors"
+ASSETS = ROOT / "src" / "infini_attention" / "assets"
+REFERENCE = DATA / "passkey_reference_logits.safetensors"
 
 
 def test_the_filler_passkey_checkpoint_gives_its_reference_logits():
