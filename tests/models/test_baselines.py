@@ -41,8 +41,8 @@ def layer(cls, **kw):
 
 
 # Two calls == one call and causality for `xl` and `memorizing` run with every other kind in
-# tests/test_model.py (its KINDS list), teacher-forced decoding in tests/test_generate.py, and the
-# layer-level two calls == one call in tests/test_layer.py.
+# tests/models/test_model.py (its KINDS list), teacher-forced decoding in tests/models/test_generate.py, and the
+# layer-level two calls == one call in tests/layers/test_layer.py.
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=kind_id)

@@ -28,7 +28,7 @@ None of the Table 1 figures counts the keys and values of the segment being read
 segmented kind keeps while it reads it (at most N - 1 tokens per layer in this library's state,
 since a finished segment is folded away at once); `window=True` adds them, giving the largest size
 the state reaches mid-segment. `measured_footprint` runs a model and counts its real state, so the
-two can be compared: at a segment boundary they agree exactly (see tests/test_baselines.py).
+two can be compared: at a segment boundary they agree exactly (see tests/eval/test_footprint.py).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Each document is read a few segments at a time: the model's state (compressive m
 unfinished segment) goes from one call to the next and the loss is taken per call, so neither the
 activations nor the logits of a whole document are ever held: memory is bounded whatever the
 document's length. Carrying the state makes this equal to one forward pass over the document
-(tests/test_perplexity.py checks it).
+(tests/eval/test_perplexity.py checks it).
 
 Beside each number stands the memory ablation: the same model, the same tokens, with every
 compressive memory emptied before each segment (`model.reset_memory`), so that only the local
