@@ -8,11 +8,14 @@
 #   STAGES="c eval" bash runs/passkey.sh   # only some
 #   VARIANT=paper bash runs/passkey.sh     # the same recipe with the paper's layer (no key_shift)
 #   VARIANT=deltanet bash runs/passkey.sh  # key_shift + the deltanet memory rule (from stage b on)
+# Stages prose, i and j (session 4, runs/EXPERIMENTS.md E16-E17) continue the shipped filler model on prose
+# haystacks (runs/tools/build_prose.py; needs Debian python3.11-doc fortunes doc-debian manpages man-db) in the
+# passkey, paraphrase and RULER formats; eval-prose evaluates on the held-out prose.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=${OUT:-runs/out}
-STAGES=${STAGES:-"a b c d e f g h ship eval"}
+STAGES=${STAGES:-"a b c d e f g h prose i j ship eval eval-prose"}
 VARIANT=${VARIANT:-shift}
 RULE=()  # stage b's memory rule when it is not the stage-a model's (linear)
 case $VARIANT in
@@ -26,8 +29,14 @@ MINI=(--preset small --model num_layers=2 --model hidden_size=128 --model head_d
       --model key_shift=$SHIFT)
 A=e4a${SUFFIX/-deltanet/}; B=e5-copy-${VARIANT}-curriculum; C=e6-passkey-$VARIANT; D=e7-passkey-$VARIANT-5k
 E=e12-passkey-stretch-taps; F=e13-passkey-stretch-1k; G=e14-passkey-doubled; H=e15-passkey-aligned
+I=e16-prose-formats; J=e17-prose-formats-2; PROSE=$OUT/prose
 LAST=$D  # the checkpoint that the ship and eval stages read
-if [ "$VARIANT" = shift ]; then LAST=$H; fi
+if [ "$VARIANT" = shift ]; then LAST=$J; fi
+# prose training: the paper filler 1 batch in 4, held-out prose for the training-time evaluation
+PROSE_ARGS=(--haystacks paper "$PROSE/train.txt" "$PROSE/train.txt" "$PROSE/train.txt"
+            --eval-haystack "$PROSE/heldout.txt" --sharpness-lr 1e-2 --stretch-max 1024 --doubled-keys 0.5
+            --aligned-lengths 0.5 --seq-len 5120 --min-len 1024 --local-start 0.2 --local-end 0.2 --batch-size 8
+            --save-every 50 --eval-every 250 --eval-lengths 4000 32000 --eval-keys 5)
 
 run_stage() {  # name, then infini train arguments
   local name=$1; shift
@@ -87,6 +96,24 @@ for stage in $STAGES; do
         --doubled-keys 0.5 --aligned-lengths 0.5 --seq-len 5120 --min-len 1024 --local-start 0.1 --local-end 0.1 \
         --batch-size 8 --steps 400 --lr 3e-4 --warmup-steps 20 --save-every 50 --eval-every 200 \
         --eval-lengths 4096 1048576 --eval-keys 5 ;;
+    prose)  # the prose haystacks: train.txt and heldout.txt split by document (~1 min)
+      [ -f "$PROSE/train.txt" ] || python runs/tools/build_prose.py --out "$PROSE" --man-pages 1500 ;;
+    i)  # shift variant only: E15 continued on prose haystacks, four formats (~40 min, one thread)
+      [ "$VARIANT" = shift ] || { echo "stage i: the key_shift variant only"; continue; }
+      run_stage $I --task passkey --init-from "$OUT/$H/checkpoint" \
+        --formats passkey paraphrase ruler ruler-multikey "${PROSE_ARGS[@]}" --steps 1000 --lr 5e-4 --warmup-steps 30 ;;
+    j)  # shift variant only: stage i continued, RULER's single needle twice as often
+      [ "$VARIANT" = shift ] || { echo "stage j: the key_shift variant only"; continue; }
+      run_stage $J --task passkey --init-from "$OUT/$I/checkpoint" \
+        --formats passkey paraphrase ruler ruler ruler-multikey "${PROSE_ARGS[@]}" --steps 800 --lr 3e-4 --warmup-steps 20 ;;
+    eval-prose)  # every format on the held-out prose; fresh keys per cell
+      checkpoint="$OUT/$LAST/checkpoint"
+      if [ "$VARIANT" = shift ]; then checkpoint=src/infini_attention/assets/passkey; fi
+      for fmt in passkey ruler ruler-multikey; do
+        infini eval passkey --checkpoint "$checkpoint" --format $fmt --haystack "$PROSE/heldout.txt" \
+          --lengths 4000 32000 128000 1000000 --depths 0 0.5 1 --keys 8 --ablation-up-to 32000 \
+          --out "docs/results/passkey$SUFFIX-prose-$fmt"
+      done ;;
     eval)
       checkpoint="$OUT/$LAST/checkpoint"  # the shipped copy for the shift variant, so that the page names it
       if [ "$VARIANT" = shift ]; then checkpoint=src/infini_attention/assets/passkey; fi

@@ -48,7 +48,9 @@ from infini_attention.hf.settings import (
     _head_dim,
     _projection_shapes,
 )
+from infini_attention.models.transformer import stream_segments
 from infini_attention.modules import module_tags
+from infini_attention.state import ModelState
 
 
 def _install(model, family: _Family, settings: InfiniSettings) -> None:
@@ -163,31 +165,29 @@ class _InfiniCausalLM:
             raise TypeError(f"a converted Infini-attention model needs an InfiniCache, got {type(cache).__name__}")
         use_cache = self.config.use_cache if use_cache is None else use_cache
         output_hidden_states = kwargs.pop("output_hidden_states", None)
-        segment_len = self.infini_settings.segment_len
-        inputs = input_ids if input_ids is not None else inputs_embeds
-        length = inputs.shape[1]
-        # generate() asks for the last logits only: keep a tail of hidden states, not one per token
-        tail = logits_to_keep if isinstance(logits_to_keep, int) and logits_to_keep > 0 and labels is None else 0
         if output_hidden_states is not None:
             kwargs["output_hidden_states"] = output_hidden_states
+        key = "input_ids" if input_ids is not None else "inputs_embeds"
+        all_hidden = []
 
-        kept, all_hidden, start = [], [], 0
-        while start < length:
-            seen = cache.get_seq_length()
-            end = min(length, start + segment_len - seen % segment_len)  # stop at the segment boundary
-            positions = torch.arange(seen % segment_len, seen % segment_len + end - start, device=inputs.device)
-            piece = {"input_ids" if input_ids is not None else "inputs_embeds": inputs[:, start:end]}
+        def run(piece, layer_states, position):  # the cache carries the layers' states
+            offset = position % self.infini_settings.segment_len  # in-segment positions (RoPE)
+            positions = torch.arange(offset, offset + piece.shape[1], device=piece.device)[None]
             out = self.model(
-                **piece, position_ids=positions[None].expand(inputs.shape[0], -1), cache=cache, use_cache=True, **kwargs
+                **{key: piece}, position_ids=positions.expand(piece.shape[0], -1), cache=cache, use_cache=True, **kwargs
             )
-            kept.append(out.last_hidden_state)  # (B, piece, hidden)
-            if tail:
-                kept = [torch.cat(kept, dim=1)[:, -tail:]]
             if output_hidden_states:
                 all_hidden.append(out.hidden_states)
-            start = end
+            return out.last_hidden_state, layer_states
 
-        hidden = torch.cat(kept, dim=1) if len(kept) > 1 else kept[0]
+        # the one segment loop of the library (models/transformer.py); generate() asks for the last
+        # logits only: keep a tail of hidden states, not one per token
+        tail = logits_to_keep if isinstance(logits_to_keep, int) and logits_to_keep > 0 and labels is None else None
+        inputs = input_ids if input_ids is not None else inputs_embeds
+        start = ModelState([None] * len(cache.layers), cache.get_seq_length())
+        hidden, _ = stream_segments(
+            run, lambda h: h, inputs, start, self.infini_settings.segment_len, logits_to_keep=tail
+        )
         if isinstance(logits_to_keep, int):
             hidden = hidden[:, -logits_to_keep:] if logits_to_keep else hidden
         else:
