@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from infini_attention.train import TrainConfig, train
@@ -32,6 +33,9 @@ def add_arguments(p):
     p.add_argument("--config", help="JSON file of TrainConfig fields (flags given here override it)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint exactly")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="a fresh run may replace the metrics of an earlier one in --out"
+    )
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
@@ -82,6 +86,13 @@ def run(args) -> int:
         import infini_attention.hf.training  # noqa: F401  (registers the "hf" model source)
 
     cfg.model_config()  # fail now, with a clear message, on a bad model field
-    last = train(cfg, resume=args.resume, progress=not args.no_progress)
+    from infini_attention.train.loop import TrainingInterrupted
+
+    try:
+        last = train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
+    except TrainingInterrupted as e:
+        print(e, file=sys.stderr)
+        return 130
     print(json.dumps(last))
+    print(f"checkpoint: {Path(cfg.out) / 'checkpoint'}; metrics: {Path(cfg.out) / 'metrics.jsonl'}")
     return 0

@@ -78,6 +78,48 @@ class TrainConfig:
             return load_config(self.init_from).replace(**self.model)
         return ModelConfig.from_name(self.preset, **self.model)
 
+    def validate(self) -> None:
+        """One clear line for a value that cannot train (raised before any work is done)."""
+        import math
+
+        def number(name, low=None, *, above=False, integer=False):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or (integer and not isinstance(value, int))
+            ):
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be {'an integer' if integer else 'a number'}, got {value!r}"
+                )
+            if not math.isfinite(value) or (low is not None and (value <= low if above else value < low)):
+                bound = f"> {low}" if above else f">= {low}"
+                raise ValueError(f"--{name.replace('_', '-')} must be a finite number {bound}, got {value!r}")
+
+        number("lr", 0, above=True)
+        number("gate_lr", 0, above=True)
+        if self.sharpness_lr is not None:
+            number("sharpness_lr", 0, above=True)
+        number("weight_decay", 0)
+        number("clip", 0)
+        number("min_lr_ratio", 0)
+        number("stretch_max", 1)
+        for name in ("batch_size", "grad_accum", "save_every", "seq_len", "min_len"):
+            number(name, 1, integer=True)
+        for name in ("steps", "warmup_steps", "eval_every", "eval_keys", "length_curriculum_steps"):
+            number(name, 0, integer=True)
+        if self.min_len > self.seq_len:
+            raise ValueError(f"--min-len {self.min_len} is longer than --seq-len {self.seq_len}")
+        for name in ("local_start", "local_end", "doubled_keys", "aligned_lengths"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"--{name.replace('_', '-')} is a share in [0, 1], got {value!r}")
+        bad = [n for n in self.eval_lengths if isinstance(n, bool) or not isinstance(n, int) or n < 1]
+        if bad:
+            raise ValueError(f"--eval-lengths takes token counts such as 4096 (no K/M suffix here), got {bad}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}

@@ -49,6 +49,10 @@ class Distributed:
         torch_dist.all_reduce(t)
         return float(t.item())
 
+    def barrier(self) -> None:
+        if self.enabled:
+            torch.distributed.barrier()
+
     def teardown(self) -> None:
         if self.enabled and torch_dist.is_initialized():
             torch_dist.destroy_process_group()

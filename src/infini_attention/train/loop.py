@@ -25,7 +25,14 @@ import torch.nn.functional as F
 from infini_attention.models import InfiniTransformer
 from infini_attention.models.protocol import model_source
 from infini_attention.modules import parameter_tags
-from infini_attention.train.checkpointing import load_checkpoint, save_checkpoint, truncate_metrics
+from infini_attention.train.checkpointing import (
+    RunLock,
+    load_checkpoint,
+    recover_checkpoint,
+    save_checkpoint,
+    truncate_metrics,
+    write_atomically,
+)
 from infini_attention.train.config import TrainConfig
 from infini_attention.train.distributed import Distributed
 from infini_attention.train.stretch import forward_with_write_weights
@@ -119,9 +126,36 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, i
     return loss, count
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict:
-    """Run (or resume) a training run; returns the last logged metrics."""
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training: the run was saved at `step` in `out` and resumes with --resume."""
+
+    def __init__(self, step: int, out: Path):
+        super().__init__(f"interrupted at step {step}; saved. Resume with: infini train --out {out} --resume")
+        self.step, self.out = step, out
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict:
+    """Run (or resume) a training run; returns the last logged metrics.
+
+    The run folder is locked while it runs (a second run on it fails at once). Ctrl-C saves the
+    steps done and raises TrainingInterrupted; a non-finite loss or gradient stops the run without
+    saving it, so the last checkpoint stays the last good one. A fresh run refuses a folder that
+    holds a checkpoint, and one that holds metrics unless `overwrite`.
+    """
+    cfg.validate()
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: this machine has no CUDA device (use --device cpu or auto)")
     dist = Distributed.setup()
+    out = Path(cfg.out)
+    lock = RunLock(out) if dist.is_main else None
+    try:
+        return _train(cfg, resume, progress, overwrite, dist)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, dist: Distributed) -> dict:
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
@@ -134,12 +168,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     sharpness_scales = [p for p in model.parameters() if tags.get(id(p), {}).get("lr") == "sharpness"]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     step = 0
-    if not resume and (out / "checkpoint").exists():
+    has_checkpoint = recover_checkpoint(out / "checkpoint") if dist.is_main else None
+    dist.barrier()
+    has_checkpoint = (out / "checkpoint" / "train_state.json").exists() if has_checkpoint is None else has_checkpoint
+    if not resume and has_checkpoint:
         raise ValueError(f"{out} already holds a checkpoint: pass --resume to continue it, or choose another --out")
+    if not resume and not overwrite and (out / "metrics.jsonl").exists():
+        raise ValueError(f"{out} holds the metrics of an earlier run: choose another --out, or pass --overwrite")
     if resume:
-        if not (out / "checkpoint").exists():
+        if not has_checkpoint:
             raise FileNotFoundError(f"--resume: no checkpoint in {out / 'checkpoint'}")
         step = load_checkpoint(out / "checkpoint", model, optimizer, scheduler)
+        if step >= cfg.steps:
+            print(f"{out}: already at step {step} of {cfg.steps}; give more --steps to train on")
+            return {"step": step}
         # the schedule follows this run's config: a resumed run may have been given more steps
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] * lr_factor(step, cfg)
@@ -157,7 +199,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
             raise ValueError("--stretch-max runs one segment per model call: single-process training only")
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+        write_atomically(out / "train_config.json", json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     metrics_file, tensorboard = None, None
     if dist.is_main:
         # steps logged after the checkpoint was written are run again (a fresh run: all of them)
@@ -173,73 +215,90 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> dict
     last: dict = {}
     started, tokens_done = time.perf_counter(), 0
     model.train()
-    while step < cfg.steps:
-        # rank r's micro-batch m is the task's micro-batch r * grad_accum + m: two ranks with one
-        # micro-batch each read exactly what one process with two micro-batches reads
-        micro_indices = [dist.rank * cfg.grad_accum + m for m in range(cfg.grad_accum)]
-        batches = [task.batch(step, 0, index) for index in micro_indices]
-        # normalise by the labelled tokens of the whole step, summed over ranks and micro-batches
-        step_count = dist.all_reduce_sum(float(sum(int((b.labels != -100).sum()) for b in batches)))
-        loss_sum, tokens = 0.0, 0
-        for micro, batch in enumerate(batches):
-            ids, labels = batch.ids.to(device), batch.labels.to(device)
-            last_micro = micro == cfg.grad_accum - 1
-            with (
-                dist.no_sync_unless(wrapped, last_micro),
-                torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16),
-            ):
-                options = {"gradient_checkpointing": cfg.gradient_checkpointing, "detach_every": cfg.detach_every}
-                weights = batches[micro].write_weights
-                if weights is None:
-                    logits, _ = wrapped(ids, **options)
-                else:
-                    logits, _ = forward_with_write_weights(model, ids, weights, **options)
-                loss, _ = loss_fn(logits, labels)
-                (loss * dist.world_size / max(step_count, 1.0)).backward()  # DDP averages over ranks
-            loss_sum, tokens = loss_sum + loss.item(), tokens + ids.numel()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip > 0 else float("inf"))
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        tokens_done += tokens * dist.world_size
-        elapsed = time.perf_counter() - started
-        gates = torch.cat([g.detach().float() for g in model.gate_parameters()]) if model.gate_parameters() else None
-        last = {
-            "step": step,
-            "loss": dist.all_reduce_sum(loss_sum) / max(step_count, 1.0),
-            "lr": scheduler.get_last_lr()[0],
-            "grad_norm": float(grad_norm),
-            "tokens_per_s": tokens_done / elapsed,
-            "elapsed_s": elapsed,
-        }
-        if gates is not None:
-            last["gate_mean"] = torch.sigmoid(gates).mean().item()
-        scales = [p.detach().exp() for p in sharpness_scales]
-        if scales:  # the sharpness variant's scales inside sigma
-            last["sharpness_max"] = torch.cat(scales).max().item()
-        if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps) and hasattr(task, "evaluate"):
-            model.eval()
-            last.update(task.evaluate(model, device, cfg))
-            model.train()
-        if dist.is_main:
-            metrics_file.write(json.dumps(last) + "\n")
-            metrics_file.flush()
-            if tensorboard is not None:
-                for name, value in last.items():
-                    if name != "step":
-                        tensorboard.add_scalar(name, value, step)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{last['loss']:.4f}", tok_s=f"{last['tokens_per_s']:.0f}")
-            if step % cfg.save_every == 0 or step == cfg.steps:
-                save_checkpoint(out / "checkpoint", model, optimizer, scheduler, step, cfg)
-    if bar is not None:
-        bar.close()
-    if metrics_file:
-        metrics_file.close()
-    if tensorboard is not None:
-        tensorboard.close()
+    saved = step  # the step of the checkpoint on disk
+    try:
+        while step < cfg.steps:
+            # rank r's micro-batch m is the task's micro-batch r * grad_accum + m: two ranks with one
+            # micro-batch each read exactly what one process with two micro-batches reads
+            micro_indices = [dist.rank * cfg.grad_accum + m for m in range(cfg.grad_accum)]
+            batches = [task.batch(step, 0, index) for index in micro_indices]
+            # normalise by the labelled tokens of the whole step, summed over ranks and micro-batches
+            step_count = dist.all_reduce_sum(float(sum(int((b.labels != -100).sum()) for b in batches)))
+            loss_sum, tokens = 0.0, 0
+            for micro, batch in enumerate(batches):
+                ids, labels = batch.ids.to(device), batch.labels.to(device)
+                last_micro = micro == cfg.grad_accum - 1
+                with (
+                    dist.no_sync_unless(wrapped, last_micro),
+                    torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16),
+                ):
+                    options = {"gradient_checkpointing": cfg.gradient_checkpointing, "detach_every": cfg.detach_every}
+                    weights = batches[micro].write_weights
+                    if weights is None:
+                        logits, _ = wrapped(ids, **options)
+                    else:
+                        logits, _ = forward_with_write_weights(model, ids, weights, **options)
+                    loss, _ = loss_fn(logits, labels)
+                    (loss * dist.world_size / max(step_count, 1.0)).backward()  # DDP averages over ranks
+                loss_sum, tokens = loss_sum + loss.item(), tokens + ids.numel()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip > 0 else float("inf"))
+            if not (math.isfinite(loss_sum) and math.isfinite(float(grad_norm))):
+                what = "loss" if not math.isfinite(loss_sum) else "gradient norm"
+                raise FloatingPointError(
+                    f"the {what} is not finite at step {step + 1}: stopped without saving; {out / 'checkpoint'} "
+                    f"holds the last good state (step {saved}). Try a lower --lr or --clip, or --bf16 off"
+                )
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens_done += tokens * dist.world_size
+            elapsed = time.perf_counter() - started
+            gates = (
+                torch.cat([g.detach().float() for g in model.gate_parameters()]) if model.gate_parameters() else None
+            )
+            last = {
+                "step": step,
+                "loss": dist.all_reduce_sum(loss_sum) / max(step_count, 1.0),
+                "lr": scheduler.get_last_lr()[0],
+                "grad_norm": float(grad_norm),
+                "tokens_per_s": tokens_done / elapsed,
+                "elapsed_s": elapsed,
+            }
+            if gates is not None:
+                last["gate_mean"] = torch.sigmoid(gates).mean().item()
+            scales = [p.detach().exp() for p in sharpness_scales]
+            if scales:  # the sharpness variant's scales inside sigma
+                last["sharpness_max"] = torch.cat(scales).max().item()
+            if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps) and hasattr(task, "evaluate"):
+                model.eval()
+                last.update(task.evaluate(model, device, cfg))
+                model.train()
+            if dist.is_main:
+                metrics_file.write(json.dumps(last) + "\n")
+                metrics_file.flush()
+                if tensorboard is not None:
+                    for name, value in last.items():
+                        if name != "step":
+                            tensorboard.add_scalar(name, value, step)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{last['loss']:.4f}", tok_s=f"{last['tokens_per_s']:.0f}")
+                if step % cfg.save_every == 0 or step == cfg.steps:
+                    save_checkpoint(out / "checkpoint", model, optimizer, scheduler, step, cfg)
+                    saved = step
+    except KeyboardInterrupt:
+        if dist.is_main and step > saved:  # a half-done step is dropped: the optimizer is at `step`
+            optimizer.zero_grad(set_to_none=True)
+            save_checkpoint(out / "checkpoint", model, optimizer, scheduler, step, cfg)
+        raise TrainingInterrupted(step, out) from None
+    finally:
+        if bar is not None:
+            bar.close()
+        if metrics_file:
+            metrics_file.close()
+        if tensorboard is not None:
+            tensorboard.close()
     dist.teardown()
     return last
 
