@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass, fields
 
 import torch
-from safetensors.torch import load_file, save_file
+
+from infini_attention.safe_files import load_checked, save_checked
 
 STATE_FORMAT_VERSION = 1
 
@@ -85,11 +86,14 @@ class ModelState:
 
     layers: list
     position: int = 0
+    # what made it (attention kind, rule, segment length, shapes, variants), when a model forward did:
+    # saved with the state and compared by the model that continues it (models/transformer.py)
+    model: dict | None = None
 
     def detach(self) -> ModelState:
         """The same state cut from the autograd graph (truncated back-propagation through time)."""
         layers = [type(s)(**{n: t.detach() for n, t in _tensors(s).items()}) for s in self.layers]
-        return ModelState(layers, self.position)
+        return ModelState(layers, self.position, self.model)
 
     def numel(self) -> int:
         return sum(t.numel() for s in self.layers for t in _tensors(s).values())
@@ -102,7 +106,7 @@ class ModelState:
         return next(iter(_tensors(self.layers[0]).values())).shape[0]
 
     def save(self, path: str | os.PathLike, extra_metadata: dict[str, str] | None = None) -> None:
-        """Write the state to a safetensors file (atomically: a crash never leaves half a file)."""
+        """Write the state to a safetensors file (atomically, with a checksum: safe_files.py)."""
         tensors = {
             f"layers.{i}.{name}": t.detach().contiguous().cpu()
             for i, s in enumerate(self.layers)
@@ -112,27 +116,23 @@ class ModelState:
             "format_version": str(STATE_FORMAT_VERSION),
             "layer_kinds": json.dumps([s.kind for s in self.layers]),
             "position": str(self.position),
+            **({"model": json.dumps(self.model, sort_keys=True)} if self.model else {}),
             **(extra_metadata or {}),
         }
-        tmp = f"{os.fspath(path)}.tmp"
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
+        save_checked(tensors, path, metadata=metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> ModelState:
-        from safetensors import safe_open
-
-        with safe_open(os.fspath(path), framework="pt") as f:
-            metadata = f.metadata() or {}
+        tensors, metadata = load_checked(path, device=str(device))
         version = int(metadata.get("format_version", -1))
         if version != STATE_FORMAT_VERSION:
             raise ValueError(
                 f"{path}: state format version {version}, this library reads version {STATE_FORMAT_VERSION}"
             )
-        tensors = load_file(os.fspath(path), device=str(device))
         layers = []
         for i, kind in enumerate(json.loads(metadata["layer_kinds"])):
             state_cls = STATE_CLASSES[kind]
             prefix = f"layers.{i}."
             layers.append(state_cls(**{k[len(prefix) :]: t for k, t in tensors.items() if k.startswith(prefix)}))
-        return cls(layers, int(metadata["position"]))
+        model = json.loads(metadata["model"]) if "model" in metadata else None
+        return cls(layers, int(metadata["position"]), model)

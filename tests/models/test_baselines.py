@@ -152,6 +152,11 @@ def test_bad_config_and_state_get_clear_errors():
     with pytest.raises(ValueError, match="layer_index"):
         build_attention(ModelConfig.from_name("tiny", attention="memorizing"))
     _, xl_state = tiny(attention="xl")(torch.randint(0, 256, (1, 5)))
+    with pytest.raises(ValueError, match="another kind of model: attention 'xl' .this model: 'memorizing'"):
+        tiny(attention="memorizing")(torch.ones(1, 2).long(), xl_state)  # the state records its model
+    with pytest.raises(ValueError, match="another kind of model: head_dim 16 .this model: 8"):
+        tiny(attention="xl", head_dim=8)(torch.ones(1, 2).long(), xl_state)
+    xl_state.model = None  # a state without a record (made by hand): each layer checks what it is given
     with pytest.raises(TypeError, match="needs a KVState, got XLState"):  # layer 0 of the memorizing model is local
         tiny(attention="memorizing")(torch.ones(1, 2).long(), xl_state)
     with pytest.raises(TypeError, match="needs a KNNState, got XLState"):

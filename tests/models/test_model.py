@@ -180,8 +180,20 @@ def test_bad_input_gets_a_clear_error():
     with pytest.raises(ValueError, match=r"\[0, 256\)"):
         model(torch.tensor([[1, 300]]))
     _, state = model(torch.randint(0, 256, (1, 5)))
+    other = InfiniTransformer(ModelConfig.from_name("tiny", segment_len=N, head_dim=8))
+    with pytest.raises(ValueError, match="another kind of model: head_dim 16 .this model: 8"):
+        other(torch.ones(1, 2).long(), state)  # the state records the model that made it
+    for name, value in [("rule", "delta"), ("segment_len", N + 1), ("key_shift", 1)]:
+        changed = InfiniTransformer(ModelConfig.from_name("tiny", **{"segment_len": N, name: value}))
+        with pytest.raises(ValueError, match=f"another kind of model: {name}"):
+            changed(torch.ones(1, 2).long(), state)
+    with pytest.raises(
+        ValueError, match="position 6 implies 6 pending tokens in the unfinished segment, but a layer holds 5"
+    ):
+        tiny()(torch.ones(1, 2).long(), ModelState(state.layers, 6, state.model))
+    state.model = None  # a state without a record: each layer still checks the shapes it is given
     with pytest.raises(ValueError, match="other shapes"):
-        InfiniTransformer(ModelConfig.from_name("tiny", segment_len=N, head_dim=8))(torch.ones(1, 2).long(), state)
+        other(torch.ones(1, 2).long(), state)
     with pytest.raises(ValueError, match="layers"):
         tiny(num_layers=3)(torch.ones(1, 2).long(), state)
     with pytest.raises(ValueError, match="segment_len must be >= 1"):

@@ -123,7 +123,7 @@ def test_a_non_finite_loss_stops_without_saving_it(tmp_path, monkeypatch):
         (dict(batch_size=0), "--batch-size must be a finite number >= 1"),
         (dict(save_every=0), "--save-every"),
         (dict(steps=-5), "--steps"),
-        (dict(min_len=100, seq_len=50), "--min-len 100 is longer than --seq-len 50"),
+        (dict(min_len=100, seq_len=50), "--min-len 100 is longer than --seq-len 50"),  # TINY's task is copy
         (dict(eval_lengths=["2K"]), "--eval-lengths takes token counts"),
         (dict(local_start=1.5), "--local-start is a share"),
     ],

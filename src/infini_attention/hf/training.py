@@ -38,7 +38,13 @@ from torch import nn
 from infini_attention.hf.cache import InfiniCache
 from infini_attention.hf.modeling import CONFIG_KEY, InfiniSettings, convert, gates, load_converted
 from infini_attention.models.protocol import MODEL_SOURCES
-from infini_attention.models.transformer import check_input_ids, check_model_state, reset_memories, stream_segments
+from infini_attention.models.transformer import (
+    check_input_ids,
+    check_model_state,
+    reset_memories,
+    state_identity,
+    stream_segments,
+)
 from infini_attention.state import ModelState
 
 # the --model fields that apply to a Hugging Face model (InfiniSettings)
@@ -233,12 +239,13 @@ class HFTrainingModel(nn.Module):
             self._run,
             self.hf.lm_head,
             input_ids,
-            check_model_state(state, self.config.num_layers),
+            check_model_state(state, self.config.num_layers, self.config),
             self.config.segment_len,  # _run's hidden is normed
             logits_to_keep=logits_to_keep,
             gradient_checkpointing=gradient_checkpointing,
             detach_every=detach_every,
         )
+        state.model = state_identity(self.config)
         if logits is None:
             logits = self.hf.lm_head.weight.new_zeros(input_ids.shape[0], 0, self.config.vocab_size)
         return logits, state

@@ -9,7 +9,6 @@ evaluation code.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -122,12 +121,13 @@ class InfiniTransformer(nn.Module):
             self._run,
             lambda hidden: self.lm_head(self.norm(hidden)),
             input_ids,
-            check_model_state(state, self.config.num_layers),
+            check_model_state(state, self.config.num_layers, self.config),
             self.config.segment_len,
             logits_to_keep=logits_to_keep,
             gradient_checkpointing=gradient_checkpointing,
             detach_every=detach_every,
         )
+        state.model = state_identity(self.config)
         if logits is None:  # logits_to_keep=0
             logits = self.lm_head.weight.new_zeros(batch, 0, self.config.vocab_size)
         return logits, state
@@ -156,12 +156,9 @@ class InfiniTransformer(nn.Module):
 
     def load_weights(self, folder) -> None:
         """Load the weights that `save_weights` wrote, exactly (every key accounted for)."""
-        from safetensors.torch import load_file
+        from infini_attention.models.io import load_weights_into
 
-        weights = load_file(str(Path(folder) / "model.safetensors"))
-        if self.config.tie_embeddings:
-            weights["lm_head.weight"] = weights["embed_tokens.weight"]
-        self.load_state_dict(weights)
+        load_weights_into(self, folder)
 
 
 def reset_memories(layers: nn.ModuleList, state: ModelState) -> ModelState:
@@ -171,7 +168,7 @@ def reset_memories(layers: nn.ModuleList, state: ModelState) -> ModelState:
         layer.self_attn.reset_memory(s) if s is not None and hasattr(layer.self_attn, "reset_memory") else s
         for layer, s in zip(layers, state.layers)
     ]
-    return ModelState(states, state.position)
+    return ModelState(states, state.position, state.model)
 
 
 def check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
@@ -192,8 +189,29 @@ def check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
         raise ValueError(f"token ids must lie in [0, {vocab_size}), got values in [{low}, {high}]")
 
 
-def check_model_state(state: ModelState | None, num_layers: int) -> ModelState:
-    """The state a forward continues from: a fresh one for None, else checked against the model's layers."""
+IDENTITY_FIELDS = (  # what a state depends on: a state from a model that differs in one of these is refused
+    "attention",
+    "rule",
+    "segment_len",
+    "num_layers",
+    "num_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "key_shift",
+    "query_shift",
+    "sharpness",
+    "memory_layer",
+)
+
+
+def state_identity(config) -> dict:
+    """The fields of a model's config that its states depend on (ModelConfig or the HF adapter's view)."""
+    return {name: getattr(config, name, None) for name in IDENTITY_FIELDS}
+
+
+def check_model_state(state: ModelState | None, num_layers: int, config=None) -> ModelState:
+    """The state a forward continues from: a fresh one for None, else checked against the model: its layers,
+    the model that made it (when the state records one) and its pending tokens against its position."""
     if state is None:
         return ModelState([None] * num_layers, 0)
     if not isinstance(state, ModelState):
@@ -202,6 +220,20 @@ def check_model_state(state: ModelState | None, num_layers: int) -> ModelState:
         raise ValueError(
             f"state has {len(state.layers)} layers, this model has {num_layers}: was it made by another model?"
         )
+    if config is not None and state.model is not None:
+        own = state_identity(config)
+        differ = [f"{k} {state.model.get(k)!r} (this model: {own[k]!r})" for k in own if state.model.get(k) != own[k]]
+        if differ:
+            raise ValueError(f"the state was made by another kind of model: {', '.join(differ)}")
+    if config is not None and getattr(config, "attention", None) != "full":  # full attention keeps every token
+        expected = state.position % config.segment_len
+        for s in state.layers:
+            pending = getattr(s, "k", None)
+            if pending is not None and pending.dim() == 4 and pending.shape[2] != expected:
+                raise ValueError(
+                    f"the state's position {state.position} implies {expected} pending tokens in the unfinished "
+                    f"segment, but a layer holds {pending.shape[2]}: the state is inconsistent"
+                )
     return state
 
 

@@ -108,7 +108,7 @@ class TrainConfig:
             number(name, 1, integer=True)
         for name in ("steps", "warmup_steps", "eval_every", "eval_keys", "length_curriculum_steps"):
             number(name, 0, integer=True)
-        if self.min_len > self.seq_len:
+        if self.task in ("passkey", "copy") and self.min_len > self.seq_len:
             raise ValueError(f"--min-len {self.min_len} is longer than --seq-len {self.seq_len}")
         for name in ("local_start", "local_end", "doubled_keys", "aligned_lengths"):
             value = getattr(self, name)

@@ -54,7 +54,7 @@ def forward_with_write_weights(
         if piece.shape[1] == segment_len:  # a whole segment: its write happened, weight it
             previous = state.layers if state is not None else [None] * len(new_state.layers)
             layers = [_weighted(old, new, weights[:, i]) for old, new in zip(previous, new_state.layers)]
-            new_state = ModelState(layers, new_state.position)
+            new_state = ModelState(layers, new_state.position, new_state.model)
         state = new_state
     return torch.cat(logits, dim=1), state
 
