@@ -1,34 +1,62 @@
-"""Infini-attention (Munkhdalai et al., 2024): Transformers that read inputs of any length with bounded memory."""
+"""Infini-attention (Munkhdalai et al., 2024): Transformers that read inputs of any length with bounded memory.
 
-from infini_attention.generate import decode_one_token, generate, prefill, sample
-from infini_attention.layers import FullAttention, InfiniAttention, LocalAttention
-from infini_attention.layers.memorizing import MemorizingAttention
-from infini_attention.layers.xl import XLAttention
-from infini_attention.models import ATTENTION_KINDS, PRESETS, InfiniTransformer, ModelConfig
-from infini_attention.ops import infini_attention, infini_attention_naive
-from infini_attention.state import InfiniState, KNNState, KVState, ModelState, XLState
+The names below are imported on first use (PEP 562), so that `infini --help` starts without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ATTENTION_KINDS",
-    "PRESETS",
-    "FullAttention",
-    "InfiniAttention",
-    "InfiniState",
-    "InfiniTransformer",
-    "KNNState",
-    "KVState",
-    "LocalAttention",
-    "MemorizingAttention",
-    "ModelConfig",
-    "ModelState",
-    "XLAttention",
-    "XLState",
-    "decode_one_token",
-    "generate",
-    "infini_attention",
-    "infini_attention_naive",
-    "prefill",
-    "sample",
-]
+_WHERE = {  # public name -> the module that defines it
+    "decode_one_token": "generate",
+    "generate": "generate",
+    "prefill": "generate",
+    "sample": "generate",
+    "FullAttention": "layers",
+    "InfiniAttention": "layers",
+    "LocalAttention": "layers",
+    "MemorizingAttention": "layers.memorizing",
+    "XLAttention": "layers.xl",
+    "ATTENTION_KINDS": "models",
+    "PRESETS": "models",
+    "InfiniTransformer": "models",
+    "ModelConfig": "models",
+    "infini_attention": "ops",
+    "infini_attention_naive": "ops",
+    "InfiniState": "state",
+    "KNNState": "state",
+    "KVState": "state",
+    "ModelState": "state",
+    "XLState": "state",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'infini_attention' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"infini_attention.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_WHERE])
+
+
+class _Package(types.ModuleType):
+    """`infini_attention.generate` is the function, as it always was, even after the submodule of the same
+    name is imported (the import system would set the package attribute to the submodule)."""
+
+    def __setattr__(self, name, value):
+        if name in _WHERE and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

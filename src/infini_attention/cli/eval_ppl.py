@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from infini_attention.utils import parse_count
 
 HELP = "long-document perplexity by position bucket, memory-reset ablation, gate values"
@@ -66,6 +64,8 @@ def _run_name(folder: str) -> str:
 
 
 def run(args) -> int:
+    import torch
+
     from infini_attention.data.documents import load_corpus
     from infini_attention.data.tokenizers import get_tokenizer
     from infini_attention.eval.perplexity import evaluate_perplexity, format_report, gate_table, plot_gates

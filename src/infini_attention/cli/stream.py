@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import time
 
-import torch
-
-from infini_attention.models import InfiniTransformer, ModelConfig
 from infini_attention.utils import format_bytes, format_count, parse_count, rss_bytes
 
 HELP = "stream a long input through a model: time per token and peak memory at growing lengths"
@@ -27,6 +24,8 @@ def add_arguments(p):
 
 def stream_report(model, total: int, block: int, bf16: bool = False, seed: int = 0):
     """Stream `total` pseudo-random tokens; yield (tokens so far, seconds so far, peak RSS so far, state bytes)."""
+    import torch
+
     generator = torch.Generator().manual_seed(seed)
     state, done, start, peak = None, 0, time.perf_counter(), rss_bytes()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -47,6 +46,8 @@ def run(args) -> int:
 
         model = load_model(args.checkpoint)
     else:
+        from infini_attention.models import InfiniTransformer, ModelConfig
+
         model = InfiniTransformer(ModelConfig.from_name(args.preset))
     model.eval()
     total, block = parse_count(args.tokens), parse_count(args.block)

@@ -1,7 +1,7 @@
 """Train a model: every field of TrainConfig is a flag; --config reads them from a JSON file first.
 
     infini train --task passkey --preset tiny --steps 200 --out runs/out/passkey-tiny
-    infini train --config runs/configs/passkey.json --steps 2000     # flags override the file
+    infini train --config OUT/train_config.json --steps 2000          # a run's saved config; flags override it
     infini train --out runs/out/passkey-tiny --resume                  # continue exactly
     infini train --task lm --data book.txt --model attention=xl --model segment_len=256
 
@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from infini_attention.train import TrainConfig, train
+from infini_attention.train.config import TrainConfig
 
 HELP = "train or resume a model (passkey, copy or long-document LM)"
 
@@ -29,18 +29,97 @@ def _parse_value(text: str):
         return text
 
 
+GROUPS = {  # help sections, in order; a field not listed goes to "run"
+    "model": ("preset", "model", "init_from", "from_hf", "train_only"),
+    "data and task": (
+        "task",
+        "data",
+        "data_split",
+        "val_docs",
+        "tokenizer",
+        "seq_len",
+        "min_len",
+        "length_curriculum_steps",
+    ),
+    "optimisation": (
+        "batch_size",
+        "grad_accum",
+        "steps",
+        "lr",
+        "gate_lr",
+        "sharpness_lr",
+        "weight_decay",
+        "warmup_steps",
+        "min_lr_ratio",
+        "clip",
+        "gradient_checkpointing",
+        "detach_every",
+        "bf16",
+    ),
+    "passkey task": (
+        "digits",
+        "doubled_keys",
+        "aligned_lengths",
+        "full_loss",
+        "formats",
+        "haystacks",
+        "eval_haystack",
+        "local_start",
+        "local_end",
+        "curriculum_steps",
+        "eval_lengths",
+        "eval_keys",
+        "stretch_max",
+        "stretch_curriculum_steps",
+    ),
+    "copy task": ("copy_len",),
+}
+CHOICES = {
+    "task": ("lm", "passkey", "copy"),
+    "train_only": ("all", "attention", "gates"),
+    "device": ("auto", "cpu", "cuda"),
+    "formats": ("passkey", "ruler", "ruler-multikey", "paraphrase"),
+}
+
+
+def field_help() -> dict[str, str]:
+    """Each TrainConfig field's description: the comment on its line, or the comment lines just above it."""
+    import inspect
+    import re
+
+    helps, pending = {}, []
+    for line in inspect.getsource(TrainConfig).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            pending.append(stripped.lstrip("# "))
+            continue
+        match = re.match(r"(\w+): [^=]+=.*?(?:#\s*(.*))?$", stripped)
+        if match:
+            helps[match.group(1)] = " ".join([*pending, match.group(2) or ""]).strip()
+        pending = [] if stripped else pending
+    return helps
+
+
 def add_arguments(p):
-    p.add_argument("--config", help="JSON file of TrainConfig fields (flags given here override it)")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter  # the examples in the docstring stay as written
+    p.add_argument(
+        "--config", help="JSON file of TrainConfig fields, e.g. a run's train_config.json (flags override it)"
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint exactly")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
     p.add_argument(
         "--overwrite", action="store_true", help="a fresh run may replace the metrics of an earlier one in --out"
     )
+    helps = field_help()
+    sections = {name: p.add_argument_group(name) for name in [*GROUPS, "run"]}
+    group_of = {f: g for g, names in GROUPS.items() for f in names}
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        text = helps.get(f.name) or f.name.replace("_", " ")
+        group = sections[group_of.get(f.name, "run")]
         if f.name == "model":
-            p.add_argument(
+            group.add_argument(
                 flag,
                 action="append",
                 metavar="FIELD=VALUE",
@@ -48,12 +127,16 @@ def add_arguments(p):
                 help="override a ModelConfig field, e.g. --model rule=delta (repeatable)",
             )
         elif isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"(default {default})")
+            group.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=f"{text} (default {default})"
+            )
         elif isinstance(default, list):
-            p.add_argument(flag, nargs="+", type=_parse_value, default=None, help=f"(default {default})")
+            group.add_argument(flag, nargs="+", type=_parse_value, default=None, help=f"{text} (default {default})")
         else:
             kind = type(default) if default is not None else _parse_value
-            p.add_argument(flag, type=kind, default=None, help=f"(default {default})")
+            group.add_argument(
+                flag, type=kind, default=None, choices=CHOICES.get(f.name), help=f"{text} (default {default})"
+            )
 
 
 def config_from_args(args) -> TrainConfig:
@@ -86,7 +169,7 @@ def run(args) -> int:
         import infini_attention.hf.training  # noqa: F401  (registers the "hf" model source)
 
     cfg.model_config()  # fail now, with a clear message, on a bad model field
-    from infini_attention.train.loop import TrainingInterrupted
+    from infini_attention.train.loop import TrainingInterrupted, train
 
     try:
         last = train(cfg, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)

@@ -5,10 +5,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from infini_attention.models import ModelConfig
-from infini_attention.models.io import load_config
-from infini_attention.models.protocol import model_source
-
 
 @dataclass
 class TrainConfig:
@@ -47,7 +43,6 @@ class TrainConfig:
     out: str = "runs/out/run"  # output folder: checkpoint/, metrics.jsonl, train_config.json
     seed: int = 0
     device: str = "auto"  # "auto", "cpu" or "cuda"
-    # passkey / copy tasks
     digits: int = 5  # passkey: key length
     doubled_keys: float = 0.0  # passkey: share of training keys with a digit written twice in a row (the hard ones)
     # passkey: share of batches whose length is a multiple of the segment length, so that the answer starts a new
@@ -71,7 +66,12 @@ class TrainConfig:
     stretch_max: float = 1.0
     stretch_curriculum_steps: int = 0  # grow that limit from 1 to stretch_max over k steps (log-linearly)
 
-    def model_config(self) -> ModelConfig:
+    def model_config(self):
+        """The ModelConfig this run builds (or, for --from-hf, a view of the HF model's config)."""
+        from infini_attention.models import ModelConfig
+        from infini_attention.models.io import load_config
+        from infini_attention.models.protocol import model_source
+
         if self.from_hf:  # a view of the HF model's config with ModelConfig's field names (no weights loaded)
             return model_source("hf").config(self.from_hf, self.model)
         if self.init_from:
