@@ -111,14 +111,14 @@ for stage in $STAGES; do
       if [ "$VARIANT" = shift ]; then checkpoint=src/infini_attention/assets/passkey; fi
       for fmt in passkey ruler ruler-multikey; do
         infini eval passkey --checkpoint "$checkpoint" --format $fmt --haystack "$PROSE/heldout.txt" \
-          --lengths 4000 32000 128000 1000000 --depths 0 0.5 1 --keys 8 --ablation-up-to 32000 \
+          --lengths 4000 32000 128000 1000000 --depths 0 0.5 1 --keys 8 --ablation-up-to 32000 --overwrite \
           --out "docs/results/passkey$SUFFIX-prose-$fmt"
       done ;;
     eval)
       checkpoint="$OUT/$LAST/checkpoint"  # the shipped copy for the shift variant, so that the page names it
       if [ "$VARIANT" = shift ]; then checkpoint=src/infini_attention/assets/passkey; fi
       infini eval passkey --checkpoint "$checkpoint" --lengths 1K 4K 16K 32K 128K 1M --depths 0 0.5 1 \
-        --keys 8 --ablation-up-to 32K --out "docs/results/passkey$SUFFIX" ;;
+        --keys 8 --ablation-up-to 32K --overwrite --out "docs/results/passkey$SUFFIX" ;;
     ship)
       [ "$VARIANT" = shift ] || { echo "only the key_shift model is shipped"; continue; }
       mkdir -p src/infini_attention/assets/passkey

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from infini_attention.cli.common import check_writable, free_folder
 from infini_attention.utils import format_bytes, format_count, parse_count
 
 HELP = "the README's demo: passkey retrieval up to 1M tokens with the shipped checkpoint"
@@ -31,7 +32,10 @@ def add_arguments(p):
     p.add_argument(
         "--ablation-up-to", default="128K", help="run the memory-reset ablation up to this length (default 128K)"
     )
-    p.add_argument("--out", default="infini-demo", help="folder for passkey.png and passkey.json")
+    p.add_argument(
+        "--out", default="infini-demo", help="folder for passkey.png and passkey.json (if it holds results: OUT-2, ...)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="write into --out even if it holds earlier results")
 
 
 def kv_cache_bytes(config, length: int, bytes_per_value: int = 2) -> int:
@@ -47,6 +51,10 @@ def run(args) -> int:
     from infini_attention.eval import passkey
     from infini_attention.models.io import load_model
 
+    if args.keys < 1:
+        raise ValueError(f"--keys must be >= 1, got {args.keys}")
+    out = Path(args.out) if args.overwrite else free_folder(Path(args.out))  # earlier results are kept
+    check_writable(out)
     folder = Path(args.checkpoint)
     model = load_model(folder)
     tokenizer = get_tokenizer(checkpoint_tokenizer(folder))
@@ -71,8 +79,6 @@ def run(args) -> int:
     for n in lengths:
         kv = kv_cache_bytes(cfg, n)
         print(f"| {format_count(n)} | {format_bytes(state_bytes)} | {format_bytes(kv)} | {kv / state_bytes:,.0f}x |")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     passkey.save_json(rows, out / "passkey.json", extra={"checkpoint": str(folder)})
     try:
         name = "shipped checkpoint" if folder == DEFAULT_CHECKPOINT else folder.name

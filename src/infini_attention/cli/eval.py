@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from infini_attention.cli.common import check_writable, refuse_overwrite
 from infini_attention.utils import format_bytes, format_count, parse_count
 
 FORMAT_NAMES = ("passkey", "ruler", "ruler-multikey", "paraphrase")  # data/formats.py (not imported: --help stays fast)
@@ -73,6 +74,7 @@ def add_passkey_arguments(p):
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="path prefix for OUT.json, OUT.png and OUT.md")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT.json, OUT.png and OUT.md if they exist")
 
 
 def checkpoint_tokenizer(folder: str | Path) -> str:
@@ -96,13 +98,16 @@ def run_passkey(args) -> int:
     from infini_attention.models.io import load_model
 
     if args.haystack and args.filler:
-        print("give --haystack or --filler, not both", file=sys.stderr)
-        return 2
-    try:
-        haystack = get_haystack(args.haystack) if args.haystack else None
-    except ValueError as e:
-        print(e, file=sys.stderr)
-        return 2
+        raise ValueError("give --haystack or --filler, not both")
+    if args.keys < 1:
+        raise ValueError(f"--keys must be >= 1, got {args.keys}")
+    if any(not 0.0 <= d <= 1.0 for d in args.depths):
+        raise ValueError(f"--depths must lie in [0, 1], got {args.depths}")
+    if args.out:  # before any work: an evaluation can take an hour
+        out = Path(args.out)
+        check_writable(out.parent)
+        refuse_overwrite([out.with_suffix(s) for s in (".json", ".png", ".md")], args.overwrite)
+    haystack = get_haystack(args.haystack) if args.haystack else None
 
     model = load_model(args.checkpoint)
     tokenizer = get_tokenizer(args.tokenizer or checkpoint_tokenizer(args.checkpoint))

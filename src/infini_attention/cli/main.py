@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from infini_attention.cli import convert, demo, eval, stream, train
+from infini_attention.cli.common import fail, missing_package_message
 
 COMMANDS = {"convert": convert, "demo": demo, "eval": eval, "stream": stream, "train": train}
 
@@ -20,13 +22,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, NotImplementedError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Every mistake ends in one line on stderr and exit code 2 (set INFINI_DEBUG=1 for the traceback)."""
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command].run(args) or 0
-    except (ValueError, FileNotFoundError) as e:
-        print(f"infini {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except ImportError as e:
+        if os.environ.get("INFINI_DEBUG"):
+            raise
+        return fail(args.command, missing_package_message(e))
+    except USER_ERRORS as e:
+        if os.environ.get("INFINI_DEBUG"):
+            raise
+        return fail(args.command, str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except KeyboardInterrupt:
+        print(f"infini {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

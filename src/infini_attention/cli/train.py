@@ -168,7 +168,8 @@ def run(args) -> int:
     if cfg.from_hf:
         import infini_attention.hf.training  # noqa: F401  (registers the "hf" model source)
 
-    cfg.model_config()  # fail now, with a clear message, on a bad model field
+    cfg.validate()  # fail now, with a clear message, on a value that cannot train
+    cfg.model_config()
     from infini_attention.train.loop import TrainingInterrupted, train
 
     try:

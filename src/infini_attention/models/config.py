@@ -40,6 +40,15 @@ class ModelConfig:
     def __post_init__(self):
         from infini_attention.models.registry import ATTENTION_KINDS
 
+        for f in dataclasses.fields(self):  # types first: a string where a number belongs is one clear line
+            value, kind = getattr(self, f.name), str(f.type)
+            if kind in ("int", "float") and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise TypeError(f"{f.name} must be a number, got {value!r}")
+            if kind == "int" and not isinstance(value, int):
+                raise TypeError(f"{f.name} must be an integer, got {value!r}")
+            if kind == "str" and not isinstance(value, str):
+                raise TypeError(f"{f.name} must be a string, got {value!r}")
+
         if self.attention not in ATTENTION_KINDS:
             raise ValueError(f"unknown attention kind {self.attention!r}: choose one of {sorted(ATTENTION_KINDS)}")
         for name in ("key_shift", "query_shift"):

@@ -117,6 +117,17 @@ class TrainConfig:
         bad = [n for n in self.eval_lengths if isinstance(n, bool) or not isinstance(n, int) or n < 1]
         if bad:
             raise ValueError(f"--eval-lengths takes token counts such as 4096 (no K/M suffix here), got {bad}")
+        if not self.from_hf:  # (an HF model's --model fields are checked by its source)
+            import difflib
+
+            from infini_attention.models import ModelConfig
+
+            known = set(ModelConfig.__dataclass_fields__)
+            for key in set(self.model) - known:
+                close = difflib.get_close_matches(key, known, 1)
+                raise ValueError(
+                    f"--model {key}: no such model field" + (f" (did you mean {close[0]}?)" if close else "")
+                )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
 
