@@ -35,7 +35,7 @@ def test_one_line_and_exit_2(argv, message, tmp_path, capsys, monkeypatch):
 def test_eval_checks_its_output_before_any_work(tmp_path, capsys):
     (tmp_path / "res.json").write_text("{}")
     args = ["eval", "passkey", "--checkpoint", "nowhere", "--out", str(tmp_path / "res")]
-    assert main(args) == 2 and "already exist" in capsys.readouterr().err
+    assert main(args) == 2 and "already exists" in capsys.readouterr().err
     blocker = tmp_path / "file"
     blocker.write_text("")
     args = ["eval", "passkey", "--checkpoint", "nowhere", "--out", str(blocker / "sub" / "res")]

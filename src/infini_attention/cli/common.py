@@ -33,7 +33,8 @@ def refuse_overwrite(paths: list[Path], overwrite: bool) -> None:
     """Earlier results are never replaced without --overwrite."""
     existing = [str(p) for p in paths if p.exists()]
     if existing and not overwrite:
-        raise ValueError(f"{', '.join(existing)} already exist: choose another --out, or pass --overwrite")
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise ValueError(f"{', '.join(existing)} already {verb}: choose another --out, or pass --overwrite")
 
 
 def free_folder(folder: Path) -> Path:
