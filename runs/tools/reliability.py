@@ -115,7 +115,8 @@ def main() -> None:
         "- a kill at each step of a checkpoint save (`written`, `old_moved`, `new_moved`, `done`), then `--resume`: "
         "bitwise the weights of an uninterrupted run, every step logged once "
         "(`test_a_kill_at_each_step_of_a_save_resumes_exactly`);",
-        "- a fresh run never deletes a recoverable checkpoint (`test_a_fresh_run_never_deletes_a_recoverable_checkpoint`);",
+        "- a fresh run never deletes a recoverable checkpoint "
+        "(`test_a_fresh_run_never_deletes_a_recoverable_checkpoint`);",
         "- two runs on one folder: the second fails at once (`test_a_second_run_on_the_same_folder_fails_at_once`);",
         "- Ctrl-C: the steps done are saved, `interrupted at step N; saved. Resume with: infini train --out OUT "
         "--resume`, exit 130 (`test_ctrl_c_saves_the_steps_done_and_resume_continues`);",
