@@ -117,8 +117,8 @@ for stage in $STAGES; do
     eval)
       checkpoint="$OUT/$LAST/checkpoint"  # the shipped copy for the shift variant, so that the page names it
       if [ "$VARIANT" = shift ]; then checkpoint=src/infini_attention/assets/passkey; fi
-      infini eval passkey --checkpoint "$checkpoint" --lengths 1K 4K 16K 32K 128K 1M --depths 0 0.5 1 \
-        --keys 8 --ablation-up-to 32K --overwrite --out "docs/results/passkey$SUFFIX" ;;
+      infini eval passkey --checkpoint "$checkpoint" --lengths 4000 32000 128000 1000000 --depths 0 0.5 1 \
+        --keys 8 --ablation-up-to 32000 --overwrite --out "docs/results/passkey$SUFFIX" ;;
     ship)
       [ "$VARIANT" = shift ] || { echo "only the key_shift model is shipped"; continue; }
       mkdir -p src/infini_attention/assets/passkey
@@ -127,8 +127,9 @@ for stage in $STAGES; do
 import json, sys
 config = json.load(open(sys.argv[1]))
 config["about"] = ("Trained on this repo's CPU recipe runs/passkey.sh (copy pre-training, then passkey on inputs of "
-                   "at most 5K tokens, with filler segments written up to 1024 times into the memory: stretch.py); "
-                   "results in docs/results/passkey.md.")
+                   "at most 5K tokens, with filler segments written up to 1024 times into the memory: train/stretch.py; "
+                   "then on prose haystacks in the passkey, paraphrase and RULER formats); results in "
+                   "docs/results/passkey.md and docs/results/passkey-prose-*.md.")
 json.dump(config, open("src/infini_attention/assets/passkey/config.json", "w"), indent=2)
 PY
       ;;

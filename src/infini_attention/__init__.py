@@ -5,9 +5,10 @@ The names below are imported on first use (PEP 562), so that `infini --help` sta
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
+
+from infini_attention.utils import lazy_attribute
 
 __version__ = "0.1.0"
 
@@ -38,11 +39,7 @@ __all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'infini_attention' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"infini_attention.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+    return lazy_attribute(__name__, _WHERE, name)
 
 
 def __dir__():

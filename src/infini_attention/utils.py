@@ -48,3 +48,15 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def lazy_attribute(package: str, where: dict[str, str], name: str):
+    """`package.name` imported from `package.<where[name]>` on first use (a package's PEP 562 __getattr__)."""
+    import importlib
+    import sys
+
+    if name not in where:
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+    vars(sys.modules[package])[name] = value  # once imported, a plain attribute
+    return value

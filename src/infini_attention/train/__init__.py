@@ -6,7 +6,7 @@ imported on first use, so that reading the config (the CLI's --help) does not im
 
 from __future__ import annotations
 
-import importlib
+from infini_attention.utils import lazy_attribute
 
 _WHERE = {
     "load_checkpoint": "checkpointing",
@@ -25,8 +25,4 @@ __all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'infini_attention.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"infini_attention.train.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+    return lazy_attribute(__name__, _WHERE, name)
