@@ -26,3 +26,18 @@ def test_demo_runs_and_writes_its_outputs(tmp_path, capsys):
     assert "| 2K | 0.00 |" in text and "KV cache" in text
     data = json.loads((out / "passkey.json").read_text())
     assert len(data["rows"]) == 4 and (out / "passkey.png").stat().st_size > 2000
+
+
+def test_shipped_checkpoint_reads_prose_haystacks_in_both_formats():
+    """Needles in running text (the repo's KJV chapters; the WEB Bible, the same text in modern English,
+    was among the training prose) in the paper's and RULER's formats: found through the memory, not without it."""
+    from conftest import DATA
+
+    model = load_model(DEFAULT_CHECKPOINT)
+    for fmt in ("passkey", "ruler"):
+        kwargs = dict(keys=6, seed=2, haystack=str(DATA / "tiny_corpus.txt"), fmt=fmt)
+        real = evaluate_length(model, ByteTokenizer(), 3000, [0.0, 0.5], **kwargs)
+        reset = evaluate_length(model, ByteTokenizer(), 3000, [0.0, 0.5], reset_memory=True, **kwargs)
+        assert all(r.in_memory for r in real)
+        assert sum(r.accuracy * r.keys for r in real) / 12 >= 0.75, [r.answers for r in real]
+        assert sum(r.accuracy for r in reset) == 0.0, [r.answers for r in reset]
