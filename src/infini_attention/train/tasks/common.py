@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -35,6 +36,29 @@ class Task(Protocol):
     def batch(self, step: int, rank: int = 0, micro: int = 0) -> Batch: ...
 
     def evaluate(self, model, device, cfg) -> dict: ...
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """The fields of TrainConfig that a task reads (each task subclasses it with its own): a task sees
+    only these, with the same names and meanings as the `infini train` flags."""
+
+    seed: int
+    batch_size: int
+    tokenizer: object  # a tokenizer name, or a Tokenizer object (a converted HF model's own)
+    seq_len: int
+
+    @classmethod
+    def from_config(cls, cfg) -> TaskOptions:
+        return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class LengthOptions(TaskOptions):
+    """Tasks whose sequences have drawn lengths (passkey, copy)."""
+
+    min_len: int
+    length_curriculum_steps: int
 
 
 def step_rng(seed: int, step: int, rank: int, micro: int) -> random.Random:

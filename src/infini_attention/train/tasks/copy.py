@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from infini_attention.data import passkey
 from infini_attention.data.tokenizers import get_tokenizer
-from infini_attention.train.tasks.common import Batch, draw_length, stack_padded, step_rng
+from infini_attention.train.tasks.common import Batch, LengthOptions, draw_length, stack_padded, step_rng
+
+
+@dataclass(frozen=True)
+class CopyOptions(LengthOptions):
+    """What the copy task reads (TrainConfig's comments say what each field means)."""
+
+    copy_len: int
 
 
 class CopyTask:
@@ -22,7 +31,7 @@ class CopyTask:
     ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 
     def __init__(self, cfg, segment_len: int):
-        self.cfg, self.segment_len = cfg, segment_len
+        self.cfg, self.segment_len = CopyOptions.from_config(cfg), segment_len
         self.tokenizer = get_tokenizer(cfg.tokenizer)
 
     def batch(self, step: int, rank: int = 0, micro: int = 0) -> Batch:

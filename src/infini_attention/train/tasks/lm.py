@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -11,7 +12,17 @@ import torch
 from infini_attention.data.documents import load_corpus
 from infini_attention.data.tokenizers import get_tokenizer
 from infini_attention.eval.perplexity import chunked_nll
-from infini_attention.train.tasks.common import Batch
+from infini_attention.train.tasks.common import Batch, TaskOptions
+
+
+@dataclass(frozen=True)
+class LMOptions(TaskOptions):
+    """What the long-document LM task reads (TrainConfig's comments say what each field means)."""
+
+    data: str | None
+    data_split: str
+    val_docs: float
+    bf16: bool
 
 
 class LMTask:
@@ -30,17 +41,17 @@ class LMTask:
     def __init__(self, cfg, segment_len: int, progress: bool = True):
         if not cfg.data:
             raise ValueError("task 'lm' needs --data: a text file, a folder, a .jsonl file or hf:<dataset>")
-        self.cfg, self.segment_len = cfg, segment_len
+        vocab = cfg.model_config().vocab_size
+        self.cfg, self.segment_len = LMOptions.from_config(cfg), segment_len
+        cfg = self.cfg
         self.tokenizer = get_tokenizer(cfg.tokenizer)
-        if hasattr(cfg, "model_config"):
-            vocab = cfg.model_config().vocab_size
-            if self.tokenizer.vocab_size > vocab:
-                raise ValueError(
-                    f"tokenizer {self.tokenizer.name} has {self.tokenizer.vocab_size} ids but the model's vocab_size "
-                    f"is {vocab}: add --model vocab_size={self.tokenizer.vocab_size}"
-                )
-        self.corpus = load_corpus(cfg.data, self.tokenizer, getattr(cfg, "data_split", "auto"), progress=progress)
-        train, self.val_docs = self.corpus.split(getattr(cfg, "val_docs", 0.05))
+        if self.tokenizer.vocab_size > vocab:
+            raise ValueError(
+                f"tokenizer {self.tokenizer.name} has {self.tokenizer.vocab_size} ids but the model's vocab_size "
+                f"is {vocab}: add --model vocab_size={self.tokenizer.vocab_size}"
+            )
+        self.corpus = load_corpus(cfg.data, self.tokenizer, cfg.data_split, progress=progress)
+        train, self.val_docs = self.corpus.split(cfg.val_docs)
         lengths = self.corpus.lengths
         self.train_docs = [d for d in train if lengths[d] >= 2]  # one token predicts nothing
         if not self.train_docs:
@@ -84,11 +95,11 @@ class LMTask:
         return windows[: self.EVAL_WINDOWS]
 
     @torch.no_grad()
-    def evaluate(self, model, device, cfg) -> dict:
+    def evaluate(self, model, device, train_cfg=None) -> dict:
         """Validation loss (nats per token) and perplexity on the fixed windows; {} without validation documents."""
         if not self.val_windows:
             return {}
-        total, count = 0.0, 0
+        cfg, total, count = self.cfg, 0.0, 0
         for i in range(0, len(self.val_windows), cfg.batch_size):
             rows = [self._window(d, s) for d, s in self.val_windows[i : i + cfg.batch_size]]
             ids = torch.stack([r[0] for r in rows]).to(device)

@@ -4,13 +4,34 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
 import torch
 
 from infini_attention.data import passkey
 from infini_attention.data.formats import get_format
 from infini_attention.data.tokenizers import get_tokenizer
-from infini_attention.train.tasks.common import Batch, draw_length, step_rng
+from infini_attention.train.tasks.common import Batch, LengthOptions, draw_length, step_rng
+
+
+@dataclass(frozen=True)
+class PasskeyOptions(LengthOptions):
+    """What the passkey task reads (TrainConfig's comments say what each field means)."""
+
+    digits: int
+    doubled_keys: float
+    aligned_lengths: float
+    full_loss: bool
+    formats: list
+    haystacks: list
+    eval_haystack: str | None
+    local_start: float
+    local_end: float
+    curriculum_steps: int
+    eval_lengths: list
+    eval_keys: int
+    stretch_max: float
+    stretch_curriculum_steps: int
 
 
 class PasskeyTask:
@@ -21,7 +42,7 @@ class PasskeyTask:
     """
 
     def __init__(self, cfg, segment_len: int):
-        self.cfg, self.segment_len = cfg, segment_len
+        self.cfg, self.segment_len = PasskeyOptions.from_config(cfg), segment_len
         self.tokenizer = get_tokenizer(cfg.tokenizer)
 
     def local_fraction(self, step: int) -> float:
@@ -92,12 +113,12 @@ class PasskeyTask:
             rows.append(row + [1.0] * (segments - len(row)))
         return torch.tensor(rows)
 
-    def evaluate(self, model, device, cfg) -> dict:
+    def evaluate(self, model, device, train_cfg=None) -> dict:
         """Exact match with the needle only in memory (depths 0.1-0.5) and in the local window (depth 1),
         for every training format, on `eval_haystack` (default: the paper's filler)."""
         from infini_attention.eval.passkey import evaluate_cell
 
-        out = {}
+        cfg, out = self.cfg, {}
         for fmt in cfg.formats:
             form = get_format(fmt)
             kwargs = dict(
