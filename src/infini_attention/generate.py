@@ -7,6 +7,8 @@ memory exactly as the forward pass does, because decoding *is* the forward pass,
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from infini_attention.state import ModelState
@@ -53,8 +55,8 @@ def sample(
     logits: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Next tokens (batch,) from logits (batch, vocab): greedy when temperature == 0, else nucleus sampling."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if temperature == 0:

@@ -69,3 +69,10 @@ def test_state_files_carry_a_checksum_and_their_model(tmp_path):
     (tmp_path / "s.safetensors").write_bytes(bytes(data))
     with pytest.raises(ValueError, match="s.safetensors is corrupted"):
         ModelState.load(tmp_path / "s.safetensors")
+
+
+def test_a_run_folder_loads_as_its_checkpoint(tmp_path):
+    model = InfiniTransformer(ModelConfig.from_name("tiny", segment_len=16))
+    save_model(model, tmp_path / "run" / "checkpoint")
+    loaded = load_model(tmp_path / "run")  # infini train's --out, as well as --out/checkpoint
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -177,6 +178,7 @@ def run(args) -> int:
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)
         return 130
-    print(json.dumps(last))
-    print(f"checkpoint: {Path(cfg.out) / 'checkpoint'}; metrics: {Path(cfg.out) / 'metrics.jsonl'}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for all
+        print(json.dumps(last))
+        print(f"checkpoint: {Path(cfg.out) / 'checkpoint'}; metrics: {Path(cfg.out) / 'metrics.jsonl'}")
     return 0

@@ -48,7 +48,7 @@ from infini_attention.hf.settings import (
     _head_dim,
     _projection_shapes,
 )
-from infini_attention.models.transformer import stream_segments
+from infini_attention.models.transformer import check_input_ids, stream_segments
 from infini_attention.modules import module_tags
 from infini_attention.state import ModelState
 
@@ -154,6 +154,8 @@ class _InfiniCausalLM:
         cache = cache if cache is not None else kwargs.pop("past_key_values", None)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        if input_ids is not None:
+            check_input_ids(input_ids, self.config.vocab_size)
         if attention_mask is not None and (attention_mask.dim() != 2 or not bool(attention_mask.bool().all())):
             raise NotImplementedError(
                 "Infini-attention does not support padding or custom attention masks (padded tokens would be "

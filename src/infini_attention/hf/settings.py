@@ -3,6 +3,7 @@ in the config under `infini_attention`), and how each supported family's attenti
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from infini_attention.ops.infini import RULES
@@ -24,6 +25,12 @@ class InfiniSettings:
     def __post_init__(self):
         if not isinstance(self.segment_len, int) or self.segment_len < 1:
             raise ValueError(f"segment_len must be a positive integer, got {self.segment_len!r}")
+        if (
+            isinstance(self.beta_init, bool)
+            or not isinstance(self.beta_init, int | float)
+            or not math.isfinite(self.beta_init)
+        ):
+            raise ValueError(f"beta_init must be a finite number, got {self.beta_init!r}")
         if self.rule not in RULES:
             raise ValueError(f"unknown memory rule {self.rule!r}: expected one of {', '.join(RULES)}")
         for name in ("key_shift", "query_shift"):

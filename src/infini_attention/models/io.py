@@ -33,8 +33,16 @@ def save_model(model: InfiniTransformer, folder: str | os.PathLike, extra: dict 
 NOTES = {"about"}  # config.json keys that describe a model and configure nothing
 
 
+def model_folder(folder: str | os.PathLike) -> Path:
+    """`folder`, or its `checkpoint/` when `folder` is a training run's folder (--out of infini train)."""
+    folder = Path(folder)
+    if not (folder / "config.json").exists() and (folder / "checkpoint" / "config.json").exists():
+        return folder / "checkpoint"
+    return folder
+
+
 def load_config(folder: str | os.PathLike) -> ModelConfig:
-    path = Path(folder) / "config.json"
+    path = model_folder(folder) / "config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: a model folder holds config.json and model.safetensors")
     try:
@@ -58,6 +66,7 @@ def load_config(folder: str | os.PathLike) -> ModelConfig:
 
 def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu") -> InfiniTransformer:
     """A model folder written by save_model (or by `infini train`), in eval mode."""
+    folder = model_folder(folder)
     model = InfiniTransformer(load_config(folder))
     load_weights_into(model, folder, device=str(device))
     return model.to(device).eval()

@@ -177,6 +177,8 @@ def check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
         raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}")
     if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
         raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    if input_ids.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"input_ids must be int64 (or int32), got dtype {input_ids.dtype}: pass input_ids.long()")
     if input_ids.dim() != 2:
         raise ValueError(
             f"input_ids must have shape (batch, length), got shape {tuple(input_ids.shape)}"
@@ -184,6 +186,8 @@ def check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
         )
     if input_ids.shape[1] < 1:
         raise ValueError("empty sequence: input_ids must hold at least one token")
+    if input_ids.shape[0] < 1:
+        raise ValueError("empty batch: input_ids must hold at least one sequence")
     low, high = int(input_ids.min()), int(input_ids.max())
     if low < 0 or high >= vocab_size:
         raise ValueError(f"token ids must lie in [0, {vocab_size}), got values in [{low}, {high}]")
@@ -256,6 +260,10 @@ def stream_segments(
     of the last `logits_to_keep` positions (all if None; None if 0) and the new state.
     """
     length = input_ids.shape[1]
+    if logits_to_keep is not None and (isinstance(logits_to_keep, bool) or not 0 <= logits_to_keep <= length):
+        raise ValueError(
+            f"logits_to_keep must be None or in [0, {length}] (the input's length), got {logits_to_keep!r}"
+        )
     layer_states, position = list(state.layers), state.position
     keep_from = 0 if logits_to_keep is None else length - logits_to_keep
     logits, start = [], 0

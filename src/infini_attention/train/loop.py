@@ -207,6 +207,10 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, dist
         metrics_file = open(out / "metrics.jsonl", "a")  # noqa: SIM115
         tensorboard = _tensorboard_writer(out / "tensorboard")
 
+    if dist.is_main and cfg.warmup_steps > cfg.steps:
+        print(
+            f"warning: --warmup-steps {cfg.warmup_steps} is longer than the run (--steps {cfg.steps}): the lr never peaks"
+        )
     bar = None
     if progress and dist.is_main:
         from tqdm.auto import tqdm
@@ -272,8 +276,12 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, dist
                 last["sharpness_max"] = torch.cat(scales).max().item()
             if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps) and hasattr(task, "evaluate"):
                 model.eval()
-                last.update(task.evaluate(model, device, cfg))
+                results = task.evaluate(model, device, cfg)
+                last.update(results)
                 model.train()
+                if dist.is_main and results:  # as they come, not only in metrics.jsonl
+                    shown = ", ".join(f"{k} {v:.3g}" for k, v in results.items() if "acc" in k or "val_" in k)
+                    (bar.write if bar is not None else print)(f"step {step}: {shown}")
             if dist.is_main:
                 metrics_file.write(json.dumps(last) + "\n")
                 metrics_file.flush()
