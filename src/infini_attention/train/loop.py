@@ -209,7 +209,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, dist
 
     if dist.is_main and cfg.warmup_steps > cfg.steps:
         print(
-            f"warning: --warmup-steps {cfg.warmup_steps} is longer than the run (--steps {cfg.steps}): the lr never peaks"
+            f"warning: --warmup-steps {cfg.warmup_steps} is longer than the run (--steps {cfg.steps}): "
+            "the learning rate never peaks"
         )
     bar = None
     if progress and dist.is_main:
