@@ -40,3 +40,14 @@ def test_eval_checks_its_output_before_any_work(tmp_path, capsys):
     blocker.write_text("")
     args = ["eval", "passkey", "--checkpoint", "nowhere", "--out", str(blocker / "sub" / "res")]
     assert main(args) == 2 and "cannot write to" in capsys.readouterr().err
+
+
+def test_a_missing_optional_package_names_its_extra(monkeypatch, capsys):
+    import infini_attention.cli.convert as convert_cli
+
+    def missing(args):
+        raise ModuleNotFoundError("No module named 'transformers'", name="transformers")
+
+    monkeypatch.setattr(convert_cli, "run", missing)
+    assert main(["convert", "--gguf", "default", "--out", "x"]) == 2
+    assert "pip install -e '.[hf]'" in capsys.readouterr().err
