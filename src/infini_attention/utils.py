@@ -35,9 +35,10 @@ def parse_count(text: str) -> int:
 
 
 def format_count(n: int) -> str:
-    """1048576 -> '1M', 32768 -> '32K', 1500 -> '1500'."""
+    """1048576 -> '1M', 32768 -> '32K', 1500 -> '1500', 128000 -> '128000' (only a power of two times
+    K or M is abbreviated: 128000 = 125K would read as if it were 128K)."""
     for unit, size in (("M", 1 << 20), ("K", 1 << 10)):
-        if n >= size and n % size == 0:
+        if n >= size and n % size == 0 and (n // size) & (n // size - 1) == 0:
             return f"{n // size}{unit}"
     return str(n)
 
