@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from infini_attention.ops.infini import RULES
+from infini_attention.layers.attention import check_memory_options
 
 CONFIG_KEY = "infini_attention"  # the config entry that marks a converted model and holds its settings
 
@@ -31,14 +31,7 @@ class InfiniSettings:
             or not math.isfinite(self.beta_init)
         ):
             raise ValueError(f"beta_init must be a finite number, got {self.beta_init!r}")
-        if self.rule not in RULES:
-            raise ValueError(f"unknown memory rule {self.rule!r}: expected one of {', '.join(RULES)}")
-        for name in ("key_shift", "query_shift"):
-            taps = getattr(self, name)
-            if isinstance(taps, bool) or not isinstance(taps, int) or taps < 0:
-                raise ValueError(f"{name} must be a number of previous tokens >= 0, got {taps!r}")
-        if self.sharpness and self.rule == "deltanet":
-            raise ValueError("sharpness is a variant of the linear and delta rules (deltanet keys have norm 1)")
+        check_memory_options(self.rule, self.key_shift, self.query_shift, self.sharpness)
 
     def variants(self) -> dict:
         """The layer keyword arguments of the variants that are on."""

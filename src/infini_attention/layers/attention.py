@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from infini_attention.modules import TokenShift, feature_map_module, tag
+from infini_attention.modules import FEATURE_MAP_MODULES, TokenShift, feature_map_module, tag
 from infini_attention.ops.infini import RULES, empty_state, infini_attention, make_rule
 from infini_attention.ops.rope import apply_rope, rope_cos_sin
 from infini_attention.state import InfiniState, KVState
@@ -117,6 +117,26 @@ class _Attention(nn.Module):
         return cache[key]
 
 
+def check_memory_options(
+    rule: str, key_shift: bool | int = 0, query_shift: int = 0, sharpness: bool = False, feature_map: str | None = None
+) -> str:
+    """Check an Infini layer's memory options (the one place: the layer, ModelConfig and the Hugging Face
+    conversion settings call it); returns the feature map's name (sharpness=True is feature_map="sharpness")."""
+    if rule not in RULES:
+        raise ValueError(f"unknown memory rule {rule!r}: expected one of {', '.join(RULES)}")
+    for name, taps in (("key_shift", key_shift), ("query_shift", query_shift)):
+        if not isinstance(taps, bool | int) or taps < 0:
+            raise ValueError(f"{name} must be a bool or a number of previous tokens >= 0, got {taps!r}")
+    feature_map = feature_map or ("sharpness" if sharpness else "elu1")
+    if sharpness and feature_map != "sharpness":
+        raise ValueError(f"sharpness=True is feature_map='sharpness', not {feature_map!r}")
+    if feature_map not in FEATURE_MAP_MODULES:
+        raise ValueError(f"unknown feature map {feature_map!r}: expected one of {', '.join(FEATURE_MAP_MODULES)}")
+    if feature_map != "elu1" and rule == "deltanet":
+        raise ValueError(f"{feature_map} is a feature map of the linear and delta rules (deltanet keys have norm 1)")
+    return feature_map
+
+
 class InfiniAttention(_Attention):
     """Infini-attention (Munkhdalai et al., 2024): local attention + compressive memory, gated per head.
 
@@ -144,15 +164,7 @@ class InfiniAttention(_Attention):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        if rule not in RULES:
-            raise ValueError(f"unknown memory rule {rule!r}: expected one of {', '.join(RULES)}")
-        feature_map = feature_map or ("sharpness" if sharpness else "elu1")
-        if sharpness and feature_map != "sharpness":
-            raise ValueError(f"sharpness=True is feature_map='sharpness', not {feature_map!r}")
-        if feature_map != "elu1" and rule == "deltanet":
-            raise ValueError(
-                f"{feature_map} is a feature map of the linear and delta rules (deltanet keys have norm 1)"
-            )
+        feature_map = check_memory_options(rule, key_shift, query_shift, sharpness, feature_map)
         self.rule = rule
         # new parameters live where the projections do (a pretrained model may sit on a GPU); gates and
         # memory-path scalars in float32, shift projections in the projections' dtype
@@ -167,9 +179,6 @@ class InfiniAttention(_Attention):
             tag(self, "write_bias", init="zeros")
         self.feature_map = feature_map_module(feature_map, self.num_key_value_heads, self.head_dim, device=device)
         self.sharpness = feature_map == "sharpness"
-        for name, taps in (("key_shift", key_shift), ("query_shift", query_shift)):
-            if not isinstance(taps, bool | int) or taps < 0:
-                raise ValueError(f"{name} must be a bool or a number of previous tokens >= 0, got {taps!r}")
         self.key_shift, self.query_shift = int(key_shift), int(query_shift)
         d, h, hkv = self.head_dim, self.num_heads, self.num_key_value_heads
         if self.key_shift:

@@ -51,19 +51,12 @@ class ModelConfig:
 
         if self.attention not in ATTENTION_KINDS:
             raise ValueError(f"unknown attention kind {self.attention!r}: choose one of {sorted(ATTENTION_KINDS)}")
-        for name in ("key_shift", "query_shift"):
-            taps = getattr(self, name)
-            if not isinstance(taps, bool | int) or taps < 0:
-                raise ValueError(f"{name} must be a bool or a number of previous tokens >= 0, got {taps!r}")
+        from infini_attention.layers.attention import check_memory_options
+
+        check_memory_options(self.rule, self.key_shift, self.query_shift, self.sharpness)
         for variant in ("key_shift", "query_shift", "sharpness"):
             if getattr(self, variant) and self.attention != "infini":
                 raise ValueError(f"{variant} is a variant of the 'infini' kind, not of {self.attention!r}")
-        if self.sharpness and self.rule == "deltanet":
-            raise ValueError("sharpness is a variant of the linear and delta rules, not of deltanet")
-        from infini_attention.ops.infini import RULES
-
-        if self.rule not in RULES:
-            raise ValueError(f"unknown memory rule {self.rule!r}: expected one of {', '.join(RULES)}")
         for name in (
             "vocab_size",
             "hidden_size",
