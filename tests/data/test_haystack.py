@@ -89,7 +89,7 @@ def test_every_format_asks_for_one_of_its_needles(fmt, prose_file):
 
 
 def test_ruler_keys_come_from_the_haystack_words(prose_file):
-    words = set(get_haystack(str(prose_file)).words())
+    words = set(get_haystack(str(prose_file)).words)
     assert {"river", "mill", "winter"} <= words
     inst = passkey.make_instance(TOK, 1200, 0.5, seed=1, fmt="ruler", haystack=str(prose_file))
     key = TOK.decode(inst.prompt_ids().tolist()).rsplit("numbers for ", 1)[1].split(" ")[0]

@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 from infini_attention.cli.common import check_writable, refuse_overwrite
+from infini_attention.data.formats import FORMATS  # plain Python: --help stays fast
 from infini_attention.utils import format_bytes, format_count, parse_count
-
-FORMAT_NAMES = ("passkey", "ruler", "ruler-multikey", "paraphrase")  # data/formats.py (not imported: --help stays fast)
 
 HELP = "evaluate a model: passkey retrieval (passkey) or long-document perplexity (ppl)"
 
@@ -56,7 +55,7 @@ def add_passkey_arguments(p):
     p.add_argument(
         "--format",
         default="passkey",
-        choices=sorted(FORMAT_NAMES),
+        choices=sorted(FORMATS),
         help="prompt format: the paper's passkey, RULER's single needle (ruler) or multi-key needles (ruler-multikey)",
     )
     p.add_argument("--needles", type=int, default=None, help="needles per prompt (default: the format's, 1 or 4)")

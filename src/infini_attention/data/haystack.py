@@ -1,6 +1,6 @@
 """Haystacks for needle prompts: the paper's repeated filler, or running text cut at sentence boundaries.
 
-A haystack hands out `length` tokens as spans (data/passkey.py's `Span`, read lazily, so that a
+A haystack hands out `length` tokens as spans (`Span`, read lazily, so that a
 1M-token repeated filler never exists as one list) and says where a needle may go: at a sentence
 boundary at or before a wanted position. Choose one by name with `get_haystack`:
 
@@ -28,6 +28,18 @@ SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]?\s+")
 
 
 @dataclass
+class Span:
+    """`length` tokens read cyclically from `unit`, starting at its beginning."""
+
+    unit: list[int]
+    length: int
+
+    def tokens(self, start: int, end: int) -> list[int]:
+        n = len(self.unit)
+        return [self.unit[i % n] for i in range(start, end)]
+
+
+@dataclass
 class HaystackDraw:
     """`length` haystack tokens of one instance, with the places where a needle may go."""
 
@@ -45,8 +57,6 @@ class HaystackDraw:
 
     def piece(self, start: int, end: int):
         """Haystack tokens [start, end) as one span (a repeated filler restarts its unit at `start`)."""
-        from infini_attention.data.passkey import Span
-
         if self.unit is not None:
             return Span(self.unit, end - start)
         return Span(self.tokens[start:end], end - start)
@@ -66,7 +76,9 @@ class RepeatedFiller:
             raise ValueError("the filler text is empty")
         return HaystackDraw(length, unit=unit)
 
+    @functools.cached_property
     def words(self) -> list[str]:
+        """The filler's words (keys for RULER needles)."""
         return sorted({w.lower() for w in re.findall(r"[A-Za-z]{3,}", self.text)})
 
 
@@ -108,7 +120,9 @@ class TextHaystack:
         boundaries.append(length)
         return HaystackDraw(length, tokens=tokens[:length], boundaries=[b for b in boundaries if b <= length])
 
+    @functools.cached_property
     def words(self) -> list[str]:
+        """The text's most frequent words (keys for RULER needles), computed once per haystack."""
         return word_list(" ".join(self.sentences[:200_000]))
 
 

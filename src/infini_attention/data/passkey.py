@@ -19,6 +19,7 @@ import torch
 
 from infini_attention.data import haystack as haystacks
 from infini_attention.data.formats import PaperPasskey, get_format, random_key
+from infini_attention.data.haystack import Span
 from infini_attention.data.tokenizers import Tokenizer
 
 __all__ = ["PasskeyInstance", "Span", "make_instance", "random_key", "training_instances", "batch_tensors"]
@@ -30,18 +31,6 @@ NEEDLE = PaperPasskey.NEEDLE
 QUESTION = PaperPasskey.QUESTION
 NUMBERED_NEEDLE = PaperPasskey.NUMBERED_NEEDLE
 NUMBERED_QUESTION = PaperPasskey.NUMBERED_QUESTION
-
-
-@dataclass
-class Span:
-    """`length` tokens read cyclically from `unit`, starting at its beginning."""
-
-    unit: list[int]
-    length: int
-
-    def tokens(self, start: int, end: int) -> list[int]:
-        n = len(self.unit)
-        return [self.unit[i % n] for i in range(start, end)]
 
 
 @dataclass
@@ -127,7 +116,7 @@ def make_instance(
     form = get_format(fmt)
     source = _haystack(haystack, filler)
     if words is None and fmt.startswith("ruler"):
-        words = _words(source)
+        words = source.words or None
     rng = random.Random(seed)
     prompt = form.draw(rng, len(depths), digits or form.default_digits, doubled, words, ask)
     needles = [tokenizer.encode(t) for t in prompt.needles]
@@ -169,16 +158,6 @@ def _haystack(haystack, filler):
     is_file = isinstance(filler, Path) or Path(str(filler)).is_file()
     text = Path(filler).read_text() if is_file else str(filler)
     return haystacks.RepeatedFiller(" " + " ".join(text.split()))
-
-
-_WORDS: dict[int, list[str]] = {}
-
-
-def _words(source) -> list[str]:
-    """The haystack's word list (computed once per haystack)."""
-    if id(source) not in _WORDS:
-        _WORDS[id(source)] = source.words() or None
-    return _WORDS[id(source)]
 
 
 def training_batch(

@@ -166,6 +166,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, dist
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg), betas=(0.9, 0.95), eps=1e-8)
     tags = parameter_tags(model)
     sharpness_scales = [p for p in model.parameters() if tags.get(id(p), {}).get("lr") == "sharpness"]
+    gate_params = model.gate_parameters()  # found once, read every step
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     step = 0
     has_checkpoint = recover_checkpoint(out / "checkpoint") if dist.is_main else None
@@ -259,9 +260,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, dist
             step += 1
             tokens_done += tokens * dist.world_size
             elapsed = time.perf_counter() - started
-            gates = (
-                torch.cat([g.detach().float() for g in model.gate_parameters()]) if model.gate_parameters() else None
-            )
+            gates = torch.cat([g.detach().float() for g in gate_params]) if gate_params else None
             last = {
                 "step": step,
                 "loss": dist.all_reduce_sum(loss_sum) / max(step_count, 1.0),

@@ -45,6 +45,10 @@ class PasskeyTask:
         self.cfg, self.segment_len = PasskeyOptions.from_config(cfg), segment_len
         self.tokenizer = get_tokenizer(cfg.tokenizer)
 
+    def digits(self, form) -> int | None:
+        """--digits for the formats whose keys are 5 digits by default; None (the format's own, 7) for RULER's."""
+        return self.cfg.digits if form.default_digits == 5 else None
+
     def local_fraction(self, step: int) -> float:
         c = self.cfg
         progress = min(1.0, step / max(1, c.curriculum_steps))
@@ -66,7 +70,7 @@ class PasskeyTask:
             c.batch_size,
             length,
             rng,
-            digits=c.digits if form.default_digits == 5 else None,  # RULER values keep their 7 digits
+            digits=self.digits(form),
             local_fraction=self.local_fraction(step),
             segment_len=self.segment_len,
             doubled_fraction=c.doubled_keys,
@@ -122,7 +126,7 @@ class PasskeyTask:
         for fmt in cfg.formats:
             form = get_format(fmt)
             kwargs = dict(
-                digits=cfg.digits if form.default_digits == 5 else None,
+                digits=self.digits(form),
                 seed=10_000,
                 fmt=fmt,
                 haystack=cfg.eval_haystack,
