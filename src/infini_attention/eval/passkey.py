@@ -18,6 +18,14 @@ import torch
 
 from infini_attention.data.passkey import PasskeyInstance, make_instance
 from infini_attention.data.tokenizers import Tokenizer
+from infini_attention.eval.passkey_report import (  # the report: tables, JSON, heatmap (names kept here)
+    describe_model,
+    format_report,
+    format_table,
+    plot_heatmap,
+    save_json,
+    summary,
+)
 from infini_attention.generate import sample
 from infini_attention.layers import InfiniAttention
 from infini_attention.utils import format_count, rss_bytes
@@ -293,16 +301,6 @@ def evaluate_passkey(
         bar.close()
     return rows
 
-
-# the report (tables, JSON, heatmap) lives in eval/passkey_report.py; these names keep working here
-from infini_attention.eval.passkey_report import (  # noqa: E402
-    describe_model,
-    format_report,
-    format_table,
-    plot_heatmap,
-    save_json,
-    summary,
-)
 
 __all__ = [
     "PasskeyRow",

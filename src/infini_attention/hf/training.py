@@ -239,7 +239,7 @@ class HFTrainingModel(nn.Module):
             self._run,
             self.hf.lm_head,
             input_ids,
-            check_model_state(state, self.config.num_layers, self.config),
+            check_model_state(state, self.config),
             self.config.segment_len,  # _run's hidden is normed
             logits_to_keep=logits_to_keep,
             gradient_checkpointing=gradient_checkpointing,

@@ -121,7 +121,7 @@ class InfiniTransformer(nn.Module):
             self._run,
             lambda hidden: self.lm_head(self.norm(hidden)),
             input_ids,
-            check_model_state(state, self.config.num_layers, self.config),
+            check_model_state(state, self.config),
             self.config.segment_len,
             logits_to_keep=logits_to_keep,
             gradient_checkpointing=gradient_checkpointing,
@@ -213,9 +213,11 @@ def state_identity(config) -> dict:
     return {name: getattr(config, name, None) for name in IDENTITY_FIELDS}
 
 
-def check_model_state(state: ModelState | None, num_layers: int, config=None) -> ModelState:
+def check_model_state(state: ModelState | None, config) -> ModelState:
     """The state a forward continues from: a fresh one for None, else checked against the model: its layers,
-    the model that made it (when the state records one) and its pending tokens against its position."""
+    the model that made it (when the state records one) and its pending tokens against its position.
+    config: the model's ModelConfig (or the HF adapter's view of its config)."""
+    num_layers = config.num_layers
     if state is None:
         return ModelState([None] * num_layers, 0)
     if not isinstance(state, ModelState):
@@ -224,12 +226,12 @@ def check_model_state(state: ModelState | None, num_layers: int, config=None) ->
         raise ValueError(
             f"state has {len(state.layers)} layers, this model has {num_layers}: was it made by another model?"
         )
-    if config is not None and state.model is not None:
+    if state.model is not None:
         own = state_identity(config)
         differ = [f"{k} {state.model.get(k)!r} (this model: {own[k]!r})" for k in own if state.model.get(k) != own[k]]
         if differ:
             raise ValueError(f"the state was made by another kind of model: {', '.join(differ)}")
-    if config is not None and getattr(config, "attention", None) != "full":  # full attention keeps every token
+    if getattr(config, "attention", None) != "full":  # full attention keeps every token
         expected = state.position % config.segment_len
         for s in state.layers:
             pending = getattr(s, "k", None)

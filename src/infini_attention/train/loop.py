@@ -169,9 +169,10 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, dist
     gate_params = model.gate_parameters()  # found once, read every step
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     step = 0
-    has_checkpoint = recover_checkpoint(out / "checkpoint") if dist.is_main else None
+    if dist.is_main:  # after a crash during a save: the newest complete copy, under its own name
+        recover_checkpoint(out / "checkpoint")
     dist.barrier()
-    has_checkpoint = (out / "checkpoint" / "train_state.json").exists() if has_checkpoint is None else has_checkpoint
+    has_checkpoint = (out / "checkpoint" / "train_state.json").exists()  # recovered: complete or absent
     if not resume and has_checkpoint:
         raise ValueError(f"{out} already holds a checkpoint: pass --resume to continue it, or choose another --out")
     if not resume and not overwrite and (out / "metrics.jsonl").exists():
