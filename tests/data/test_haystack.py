@@ -78,14 +78,20 @@ def test_every_format_asks_for_one_of_its_needles(fmt, prose_file):
         inst = passkey.make_instance(TOK, 1500, depths, seed=seed, fmt=fmt, haystack=str(prose_file))
         text = TOK.decode(inst.prompt_ids().tolist())
         assert len(inst.keys) == needles and len(set(inst.keys)) == needles
-        assert all(k.isdigit() and len(k) == form.default_digits for k in inst.keys)
+        kind = getattr(form, "kind", "numbers")
+        if kind == "numbers":
+            assert all(k.isdigit() and len(k) == form.default_digits for k in inst.keys)
+        elif kind == "uuids":
+            assert all(len(k) == 36 and k.count("-") == 4 for k in inst.keys)
+        else:
+            assert all(k.count("-") == 1 and k.replace("-", "").isalpha() for k in inst.keys)
         assert TOK.decode(inst.answer_ids) == " " + inst.key
         for start, end in inst.needle_spans:
             assert TOK.decode(inst.prompt_ids()[start:end].tolist()).strip()[0].isupper()
         if fmt.startswith("ruler"):
-            name = text.rsplit("special magic numbers for ", 1)[1].split(" ")[0]
+            name = text.rsplit(f"special magic {kind} for ", 1)[1].split(" ")[0]
             asked = TOK.decode(inst.prompt_ids()[slice(*inst.needle_spans[inst.ask])].tolist())
-            assert asked == RulerNeedle.NEEDLE.format(key=name, value=inst.key)
+            assert asked == RulerNeedle.NEEDLE.format(kind=kind, key=name, value=inst.key)
 
 
 def test_ruler_keys_come_from_the_haystack_words(prose_file):

@@ -13,12 +13,18 @@ from pathlib import Path
 
 from infini_attention.cli.common import check_writable, refuse_overwrite
 from infini_attention.data.formats import FORMATS  # plain Python: --help stays fast
+from infini_attention.eval.models import checkpoint_tokenizer  # noqa: F401  (plain Python; cli.demo imports it here)
 from infini_attention.utils import format_bytes, format_count, parse_count
 
-HELP = "evaluate a model: passkey retrieval (passkey) or long-document perplexity (ppl)"
+HELP = "evaluate a model: passkey retrieval, long-document perplexity (ppl), RULER or BABILong"
 
 # sub-command -> module with add_arguments/run; a module that is not there yet is skipped
-SUBCOMMANDS = {"passkey": "infini_attention.cli.eval", "ppl": "infini_attention.cli.eval_ppl"}
+SUBCOMMANDS = {
+    "passkey": "infini_attention.cli.eval",
+    "ppl": "infini_attention.cli.eval_ppl",
+    "ruler": "infini_attention.cli.eval_ruler",
+    "babilong": "infini_attention.cli.eval_babilong",
+}
 
 
 def add_arguments(p):
@@ -74,19 +80,6 @@ def add_passkey_arguments(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="path prefix for OUT.json, OUT.png and OUT.md")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.json, OUT.png and OUT.md if they exist")
-
-
-def checkpoint_tokenizer(folder: str | Path) -> str:
-    """The tokenizer a model folder was trained with (train_config.json beside it), else 'byte'."""
-    for candidate in (
-        Path(folder) / "train_config.json",
-        Path(folder).parent / "train_config.json",
-        Path(folder) / "train_state.json",
-    ):
-        if candidate.exists():
-            data = json.loads(candidate.read_text())
-            return data.get("tokenizer") or data.get("train_config", {}).get("tokenizer", "byte")
-    return "byte"
 
 
 def run_passkey(args) -> int:

@@ -8,6 +8,8 @@ haystack, one needle per depth, the question after it and the answer the model m
   numbers for {key} is: {value}." with a word key and a 7-digit value.
 - "ruler-multikey": RULER's niah_multikey: the asked needle plus needles with other word keys
   (one per extra depth; 4 needles in all in RULER).
+- "ruler-words", "ruler-uuid": RULER's single needle with a word-pair value or a UUID value (RULER's
+  niah_single_3), "special magic words" / "special magic uuids";
 - "paraphrase": a fact stated in one of several phrasings ("The access code is ...", "Remember
   this: the secret number is ..."), asked in another: for training, so that a model does not learn
   one sentence by heart.
@@ -18,6 +20,7 @@ A new format is one class with `draw(rng, needles, digits, doubled, words, ask)`
 from __future__ import annotations
 
 import random
+import uuid
 from dataclasses import dataclass
 
 
@@ -86,17 +89,25 @@ class RulerNeedle:
     """RULER's needle-in-a-haystack format (niah_single with a word key and a number value)."""
 
     PREFIX = (
-        "Some special magic numbers are hidden within the following text. Make sure to memorize it. "
-        "I will quiz you about the numbers afterwards."
+        "Some special magic {kind} are hidden within the following text. Make sure to memorize it. "
+        "I will quiz you about the {kind} afterwards."
     )
-    NEEDLE = " One of the special magic numbers for {key} is: {value}."
+    NEEDLE = " One of the special magic {kind} for {key} is: {value}."
     QUESTION = (
-        " What are all the special magic numbers for {key} mentioned in the provided text?"
-        " The special magic numbers for {key} mentioned in the provided text are"
+        " What are all the special magic {kind} for {key} mentioned in the provided text?"
+        " The special magic {kind} for {key} mentioned in the provided text are"
     )
     default_digits = 7
     default_needles = 1
     multikey = False
+    kind = "numbers"  # of the values: numbers, words or uuids
+
+    def value(self, rng: random.Random, digits: int, doubled: bool, words: list[str]) -> str:
+        if self.kind == "words":
+            return f"{rng.choice(words)}-{rng.choice(words)}"
+        if self.kind == "uuids":
+            return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        return random_key(rng, digits, doubled)
 
     def draw(self, rng: random.Random, needles: int, digits: int, doubled=False, words=None, ask=None) -> Prompt:
         words = words or DEFAULT_WORDS
@@ -107,10 +118,11 @@ class RulerNeedle:
             name = word_key(rng, words)
             if name not in names:
                 names.append(name)
-        values = [random_key(rng, digits, doubled) for _ in range(needles)]
+        values = [self.value(rng, digits, doubled, words) for _ in range(needles)]
         ask = rng.randrange(needles) if ask is None else ask
-        texts = [self.NEEDLE.format(key=n, value=v) for n, v in zip(names, values)]
-        return Prompt(self.PREFIX, texts, self.QUESTION.format(key=names[ask]), values, ask)
+        texts = [self.NEEDLE.format(kind=self.kind, key=n, value=v) for n, v in zip(names, values)]
+        question = self.QUESTION.format(kind=self.kind, key=names[ask])
+        return Prompt(self.PREFIX.format(kind=self.kind), texts, question, values, ask)
 
 
 class RulerMultikey(RulerNeedle):
@@ -118,6 +130,18 @@ class RulerMultikey(RulerNeedle):
 
     multikey = True
     default_needles = 4  # RULER's niah_multikey_1
+
+
+class RulerWords(RulerNeedle):
+    """RULER's single needle with a word-pair value ("special magic words")."""
+
+    kind = "words"
+
+
+class RulerUUID(RulerNeedle):
+    """RULER's niah_single_3: a UUID value ("special magic uuids")."""
+
+    kind = "uuids"
 
 
 class Paraphrase:
@@ -157,7 +181,14 @@ class Paraphrase:
         return Prompt(rng.choice(self.PREFIXES), texts, question, keys, ask)
 
 
-FORMATS = {"passkey": PaperPasskey, "ruler": RulerNeedle, "ruler-multikey": RulerMultikey, "paraphrase": Paraphrase}
+FORMATS = {
+    "passkey": PaperPasskey,
+    "ruler": RulerNeedle,
+    "ruler-multikey": RulerMultikey,
+    "ruler-words": RulerWords,
+    "ruler-uuid": RulerUUID,
+    "paraphrase": Paraphrase,
+}
 
 
 def get_format(name: str):

@@ -1,0 +1,148 @@
+"""The model an evaluation runs, whichever kind it is: `load_eval_model(spec)`.
+
+- a native checkpoint folder (model.safetensors + config.json, as `infini train` writes), with the
+  tokenizer it was trained with (train_config.json beside it, else bytes);
+- `gguf:default`, `gguf:<file.gguf>` or a converted Hugging Face folder (`infini convert`), loaded
+  through the "hf" model source (needs the hf extra), with its own tokenizer and chat template.
+
+Both kinds are StreamingLMs (models/protocol.py): `model(ids, state, logits_to_keep=1)` carries the
+bounded state from call to call, so an evaluation streams any length segment by segment.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from infini_attention.data.tokenizers import Tokenizer, get_tokenizer  # plain Python: the CLI imports this module
+
+HF_PREFIXES = ("gguf:",)
+
+
+@dataclass
+class EvalModel:
+    model: object  # a StreamingLM (torch.nn.Module)
+    tokenizer: Tokenizer
+    name: str
+    chat_template: bool = False  # the tokenizer has a chat template (instruction-tuned HF models)
+    stop_ids: tuple = ()  # token ids that end an answer (the HF tokenizer's end of sequence)
+
+    def prompt_ids(self, text: str, *, chat: bool | None = None) -> list[int]:
+        """`text` as token ids; wrapped as one user turn of the chat template when `chat` (default: when
+        the model has one). The answer prefix is appended by the caller after the template's
+        assistant header, so that the model continues it."""
+        chat = self.chat_template if chat is None else chat
+        if not chat:
+            return self.tokenizer.encode(text)
+        hf = self.tokenizer.tokenizer
+        ids = hf.apply_chat_template([{"role": "user", "content": text}], tokenize=True, add_generation_prompt=True)
+        return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+
+
+def checkpoint_tokenizer(folder: str | Path) -> str:
+    """The tokenizer a model folder was trained with (train_config.json beside it), else 'byte'."""
+    for candidate in (
+        Path(folder) / "train_config.json",
+        Path(folder).parent / "train_config.json",
+        Path(folder) / "train_state.json",
+    ):
+        if candidate.exists():
+            data = json.loads(candidate.read_text())
+            return data.get("tokenizer") or data.get("train_config", {}).get("tokenizer", "byte")
+    return "byte"
+
+
+def is_hf_spec(spec: str) -> bool:
+    """gguf:... or a folder whose config.json is a transformers config (converted or not)."""
+    if spec.startswith(HF_PREFIXES):
+        return True
+    config = Path(spec).expanduser() / "config.json"
+    if not config.is_file():
+        return False
+    data = json.loads(config.read_text())
+    return "architectures" in data or "model_type" in data
+
+
+def load_eval_model(spec: str, tokenizer: str | None = None, device: str = "cpu", **overrides) -> EvalModel:
+    """A native checkpoint folder, or gguf:default / gguf:<file> / a converted HF folder (see the module doc).
+
+    overrides: `--model` settings for an HF source (e.g. segment_len=1024)."""
+    if is_hf_spec(spec):
+        try:
+            import infini_attention.hf  # noqa: F401  (registers the "hf" model source)
+        except ImportError as e:
+            raise ValueError(f"{spec} is a Hugging Face model: pip install -e '.[hf]' ({e})") from None
+        from infini_attention.models.protocol import model_source
+
+        model = model_source("hf").load(spec, **overrides).eval().to(device)
+        tok = get_tokenizer(tokenizer) if tokenizer else model.tokenizer
+        if tok is None:
+            raise ValueError(f"{spec} ships no tokenizer: give --tokenizer hf:<tokenizer folder>")
+        hf = getattr(tok, "tokenizer", None)
+        chat = bool(getattr(hf, "chat_template", None))
+        eos = getattr(hf, "eos_token_id", None)
+        return EvalModel(model, tok, spec, chat_template=chat, stop_ids=(eos,) if eos is not None else ())
+    if overrides:
+        raise ValueError(f"model settings {sorted(overrides)} apply to Hugging Face sources only")
+    from infini_attention.models.io import load_model
+
+    model = load_model(spec, device=device).eval()
+    tok = get_tokenizer(tokenizer or checkpoint_tokenizer(spec))
+    if tok.vocab_size > model.config.vocab_size:
+        raise ValueError(
+            f"tokenizer {tok.name} has {tok.vocab_size} ids, the model only {model.config.vocab_size}: "
+            "is --tokenizer the one the model was trained with?"
+        )
+    return EvalModel(model, tok, spec)
+
+
+def stream_prompt(model, ids, state=None, *, chunk_segments: int = 16, reset_memory: bool = False, progress=None):
+    """Feed (batch, length) prompt ids through the model chunk by chunk; (last logits (batch, vocab), state).
+
+    reset_memory: the ablation, every compressive memory emptied at each segment boundary (the
+    local attention still sees its own segment), so that whatever is found is not found through
+    the memory."""
+    import torch
+
+    n = model.config.segment_len
+    chunk = n if reset_memory else n * chunk_segments
+    logits = None
+    with torch.no_grad():
+        for start in range(0, ids.shape[1], chunk):
+            piece = ids[:, start : start + chunk]
+            logits, state = model(piece, state, logits_to_keep=1)
+            if reset_memory and state.position % n == 0:
+                state = model.reset_memory(state)
+            if progress is not None:
+                progress(piece.numel())
+    return logits[:, -1], state
+
+
+def greedy_continue(
+    model, last_logits, state, max_new_tokens: int, stop_ids=(), *, reset_memory: bool = False
+) -> list[list[int]]:
+    """Greedy tokens after a streamed prompt, per batch row, each cut at its first stop id (not included)."""
+    import torch
+
+    from infini_attention.generate import sample
+
+    rows = [[] for _ in range(last_logits.shape[0])]
+    done = [False] * len(rows)
+    logits = last_logits
+    for step in range(max_new_tokens):
+        token = sample(logits, temperature=0.0)
+        for b, t in enumerate(token.tolist()):
+            if not done[b]:
+                if t in stop_ids:
+                    done[b] = True
+                else:
+                    rows[b].append(t)
+        if all(done) or step + 1 == max_new_tokens:
+            break
+        with torch.no_grad():
+            out, state = model(token[:, None], state)
+        if reset_memory and state.position % model.config.segment_len == 0:
+            state = model.reset_memory(state)
+        logits = out[:, -1]
+    return rows
