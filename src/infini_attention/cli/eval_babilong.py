@@ -43,6 +43,7 @@ def add_arguments(p):
     p.add_argument("--bare", action="store_true", help="no instruction, examples or post-prompt: context + question")
     p.add_argument("--max-new-tokens", type=int, default=None, help="answer length (default 20, 64 for bytes)")
     p.add_argument("--no-ablation", action="store_true", help="skip the memory-reset ablation")
+    p.add_argument("--segment-len", type=int, default=None, help="segment length of an HF model converted on load")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", help="path prefix for OUT.json, OUT.md and OUT.png")
@@ -90,7 +91,8 @@ def run(args) -> int:
         records = [r for group in cells.values() for r in group[: args.samples]]
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    em = load_eval_model(args.model, args.tokenizer, device=device)
+    overrides = {"segment_len": args.segment_len} if args.segment_len else {}
+    em = load_eval_model(args.model, args.tokenizer, device=device, **overrides)
     if args.generate:
         records = [
             r
