@@ -20,6 +20,7 @@ VARIANTS = {
     "linear+shifts": dict(rule="linear", key_shift=2, query_shift=1),
     "sharpness": dict(rule="delta", sharpness=True),
     "deltanet+shift": dict(rule="deltanet", key_shift=1),
+    "linear-causal": dict(rule="linear-causal"),
 }
 FAMILIES = ["llama", "qwen2", "mistral"]
 

@@ -20,6 +20,7 @@ def layer(cls=InfiniAttention, **kw):
         (InfiniAttention, {"rule": "linear"}),
         (InfiniAttention, {"rule": "delta"}),
         (InfiniAttention, {"rule": "deltanet"}),
+        (InfiniAttention, {"rule": "linear-causal", "key_shift": 3, "query_shift": 2, "sharpness": True}),
         (InfiniAttention, {"rule": "delta", "sharpness": True}),
         (InfiniAttention, {"rule": "linear", "key_shift": 3, "query_shift": 2}),
         (LocalAttention, {}),

@@ -33,6 +33,7 @@ KINDS = [
     dict(attention="infini", rule="deltanet", key_shift=True),
     dict(attention="infini", rule="linear", key_shift=True, sharpness=True),
     dict(attention="infini", rule="linear", key_shift=3, query_shift=2),
+    dict(attention="infini", rule="linear-causal", key_shift=3, query_shift=2, sharpness=True),
     dict(attention="local"),
     dict(attention="full"),
     dict(attention="xl"),
@@ -101,7 +102,7 @@ def test_detach_every_truncates_the_gradient():
     assert _embedding_grad_of_last_segment(model, ids, detach_every=6)[early].abs().sum() > 0
 
 
-@pytest.mark.parametrize("rule", ["linear", "delta", "deltanet"])
+@pytest.mark.parametrize("rule", ["linear", "delta", "deltanet", "linear-causal"])
 def test_gradient_checkpointing_gives_the_same_gradients(rule):
     model = tiny(rule=rule)
     ids = torch.randint(0, 256, (2, 4 * N + 3))

@@ -25,7 +25,7 @@ def rope():
     return rope_cos_sin(torch.arange(N), DK, 10000.0)
 
 
-RULES = ["linear", "delta", "deltanet"]
+RULES = ["linear", "delta", "deltanet", "linear-causal"]
 
 
 def write_gate(rule, kv_heads=2, requires_grad=False):
@@ -85,6 +85,8 @@ def test_fast_matches_reference_outputs_and_gradients(rule, length, with_initial
     expect_zero = set() if reads_memory else {"beta"}
     if length == 1:  # and no segment is written, so k reaches nothing
         expect_zero |= {"k"} if reads_memory else {"k", "q"}
+    if rule == "linear-causal":  # the read always sees the token itself: every input reaches the output
+        expect_zero = set()
     if rule == "deltanet":  # (z0's gradient is the loss's own z term: the variant passes z through)
         if length < N:  # nothing written: the write strength reaches nothing
             expect_zero |= {"write_weight", "write_bias"}
@@ -170,7 +172,7 @@ def test_memory_is_read_before_it_is_updated(rule):
     assert_close(out[0, 0, N:], expected, what="second segment's memory read")
 
 
-@pytest.mark.parametrize("rule", ["linear", "delta"])
+@pytest.mark.parametrize("rule", ["linear", "delta", "linear-causal"])
 @pytest.mark.parametrize("length", [N - 1, 3 * N + 5])
 def test_feature_scale_matches_reference_outputs_and_gradients(rule, length):
     """The `sharpness` variant: sigma(scale * x) in the memory path, one scale per key/value head."""

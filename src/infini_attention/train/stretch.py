@@ -23,6 +23,7 @@ import dataclasses
 
 import torch
 
+from infini_attention.ops.infini import RULES
 from infini_attention.state import InfiniState, ModelState
 
 
@@ -36,8 +37,12 @@ def forward_with_write_weights(
     each segment's model call (gradient_checkpointing, ...). The stream starts empty.
     """
     config = model.config
-    if getattr(config, "rule", None) != "linear":
-        raise ValueError(f"stretched writes need the linear memory rule, this model has rule={config.rule!r}")
+    rule = getattr(config, "rule", None)
+    if rule not in RULES or not RULES[rule].additive_writes:
+        raise ValueError(
+            f"stretched writes need the linear memory rule (or a variant with its additive writes), this model has "
+            f"rule={rule!r}"
+        )
     batch, length = input_ids.shape
     segment_len = config.segment_len
     segments = -(-length // segment_len)

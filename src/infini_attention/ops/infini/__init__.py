@@ -1,4 +1,7 @@
-from infini_attention.ops.infini import deltanet  # noqa: F401  (registers the deltanet rule)
+from infini_attention.ops.infini import (
+    causal,  # noqa: F401  (registers the linear-causal rule)
+    deltanet,  # noqa: F401  (registers the deltanet rule)
+)
 from infini_attention.ops.infini.fast import empty_state, infini_attention
 from infini_attention.ops.infini.features import FEATURE_MAPS, sigma
 from infini_attention.ops.infini.naive import infini_attention_naive

@@ -79,13 +79,16 @@ def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None):
     if memory is None:
         out = a_dot
     else:
-        a_mem = memory.read(q, state.M, state.z)  # eq 7, from M_{s-1}: before this segment's write
         gate = torch.sigmoid(beta.float())[None, :, None, None]  # eq 10, (1, H, 1, 1)
-        # An empty memory (nothing written yet: the first segment) has nothing to say: its gate
-        # share goes to the local attention instead of scaling the output down.
-        group = q.shape[1] // state.z.shape[1]
-        has_memory = memory.written(state.M, state.z).repeat_interleave(group, dim=1)  # (B, H)
-        gate = gate * has_memory[:, :, None, None]
+        if memory.reads_own_segment:  # a variant (causal.py): the read also sees this segment so far
+            a_mem = memory.read_segment(q, keys, values, state.M, state.z)
+        else:
+            a_mem = memory.read(q, state.M, state.z)  # eq 7, from M_{s-1}: before this segment's write
+            # An empty memory (nothing written yet: the first segment) has nothing to say: its gate
+            # share goes to the local attention instead of scaling the output down.
+            group = q.shape[1] // state.z.shape[1]
+            has_memory = memory.written(state.M, state.z).repeat_interleave(group, dim=1)  # (B, H)
+            gate = gate * has_memory[:, :, None, None]
         # lerp = a_dot + gate * (a_mem - a_dot) in one pass instead of three, in the compute dtype
         out = torch.lerp(a_dot, a_mem.to(a_dot.dtype), gate.to(a_dot.dtype))
 

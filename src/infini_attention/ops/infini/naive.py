@@ -83,6 +83,11 @@ def infini_attention_naive(
                 weights = weights / weights.sum(dim=-1, keepdim=True)
                 a_dot = weights @ vs
 
+                if memory.reads_own_segment:  # a variant (causal.py): this segment's keys up to t too
+                    a_mem = memory.reference_read_segment(qs, ks, vs, M[b][j], z[b][j], j)
+                    g = torch.sigmoid(beta[h])
+                    per_head.append(g * a_mem + (1 - g) * a_dot)
+                    continue
                 # Eq 7: read the memory left by the previous segments, before this segment's update.
                 if not memory.reference_written(M[b][j], z[b][j]):
                     # Empty memory (first segment): the output is the local attention, unscaled.

@@ -9,7 +9,7 @@ that the plain loop of `naive.py` calls, one batch element and key/value head at
     reference_read / reference_write / reference_written: the same for one head, plainly
 
 The feature map (features.py) is the rule's `feature`. The paper's two rules live here ("linear",
-eq 8; "delta", eq 9); `deltanet.py` adds a variant the same way. A new rule is one source file that
+eq 8; "delta", eq 9); `deltanet.py` and `causal.py` add variants the same way. A new rule is one source file that
 registers a Rule subclass with `@register`, imported by `ops/infini/__init__.py`, and one test file
 that compares it with its reference (tests/ops/test_rules.py shows how).
 """
@@ -70,6 +70,8 @@ class Rule:
 
     name = ""
     normalised = True  # keeps z and divides the read by σ(q) z
+    additive_writes = False  # a segment's write is the same whatever the memory holds (stretch.py needs it)
+    reads_own_segment = False  # the read also sees its own segment's keys so far (causal.py: read_segment)
 
     def __init__(self, feature=None, eps: float = EPS):
         self.feature = feature if feature is not None else ELU1()
@@ -135,6 +137,7 @@ class Linear(Rule):
     """Eq 7 read, eq 8 write: M += σ(K)ᵀ V, z += Σ σ(K)."""
 
     name = "linear"
+    additive_writes = True
 
     def read(self, q, M, z):
         """Eq 7: A_mem = σ(Q) M / (σ(Q) z), query heads grouped over kv heads.
@@ -180,6 +183,7 @@ class Delta(Linear):
     """Eq 9: write only what the memory does not already return for these keys."""
 
     name = "delta"
+    additive_writes = False
 
     def new_values(self, sk, values, M, z):
         return values - normalised(sk @ memory_with_norm(M, z), self.eps)
