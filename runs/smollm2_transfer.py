@@ -1,0 +1,385 @@
+"""Attention transfer (LoLCATs route, issue #14) for SmolLM2-135M: every converted layer learns to reproduce
+the original model's own full attention, layer by layer (src/infini_attention/hf/transfer.py).
+
+    # dry run on a tiny random Llama (seconds, CPU)
+    python runs/smollm2_transfer.py train --tiny --segment-len 32 --context 256 --contexts 2 --steps 10 \
+        --feature-map hedgehog --key-shift 1 --out runs/out/transfer/tiny
+    python runs/smollm2_transfer.py eval --out runs/out/transfer/tiny --tokens 1024 --first-bucket 256
+    # SmolLM2 (CPU, small settings: minutes)
+    OMP_NUM_THREADS=1 python runs/smollm2_transfer.py train --source gguf:default --segment-len 256 \\
+        --context 2048 --contexts 4 --steps 40 --feature-map hedgehog --out runs/out/transfer/hedgehog
+    OMP_NUM_THREADS=1 python runs/smollm2_transfer.py eval --out runs/out/transfer/hedgehog --tokens 8192
+
+`train` (1) runs the original model once over N contexts of KJV text (Genesis held out, as in
+runs/smollm2.py) and stores every layer's attention input and output (bf16, OUT/teacher.safetensors;
+`--teacher OTHER/teacher.safetensors` reuses another run's); (2) converts the model and trains each
+layer in turn on the MSE between its output (after o_proj, memory carried across segments) and the
+teacher's, past the first segment; (3) after every layer writes the trained parameters so far
+(OUT/transfer.safetensors: gates, feature maps, shift taps) and OUT/manifest.json (settings,
+per-layer errors, wall times). `--resume` picks up after the last finished layer (and reuses the
+stored teacher activations). `eval` reads Genesis through the plain converted model (the paper's
+σ = ELU + 1, gate 0.5) and through the transferred one, memory on vs memory reset, by position
+bucket (infini_attention.eval.perplexity), into OUT/eval.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+KJV = "/work/shared/corpora/kjv.txt"
+EVAL_BOOK = "kjv.txt:Ge"  # Genesis: held out of the transfer contexts, the perplexity document
+TEACHER = "teacher.safetensors"
+TINY = dict(  # --tiny: a random Llama small enough for a dry run on a CPU
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=4096,
+)
+
+
+def log(out: Path, message: str) -> None:
+    line = f"[{time.strftime('%H:%M:%S')}] {message}"
+    print(line, flush=True)
+    with open(out / "log.txt", "a") as f:
+        f.write(line + "\n")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} thread(s)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources and text
+
+
+def load_original(source: str):
+    """(original float32 model in eval mode, data/tokenizers.py tokenizer or None) for gguf:..., a folder, or tiny."""
+    if source == "tiny":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        torch.manual_seed(1234)  # the same tiny model in every process
+        return LlamaForCausalLM(LlamaConfig(**TINY, tie_word_embeddings=True)).eval(), None
+    from infini_attention.data.tokenizers import HFTokenizer
+
+    if source.startswith("gguf:"):
+        from infini_attention.hf.gguf import load_gguf
+
+        model, tokenizer = load_gguf(source[len("gguf:") :])
+        return model, HFTokenizer(tokenizer, name=f"hf:{source}")
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
+    return model, HFTokenizer.from_pretrained(source)
+
+
+def kjv_books() -> list[tuple[str, str]]:
+    from infini_attention.data.documents import iter_documents
+
+    return list(iter_documents(KJV, "verse"))
+
+
+def transfer_ids(tokenizer, contexts: int, length: int, seed: int) -> torch.Tensor:
+    """(contexts, length) token ids: windows of the KJV without Genesis, spread evenly over it (tiny: random)."""
+    if tokenizer is None:
+        return torch.randint(0, TINY["vocab_size"], (contexts, length), generator=torch.Generator().manual_seed(seed))
+    text = "".join(text for name, text in kjv_books() if name != EVAL_BOOK)
+    tokens = np.asarray(tokenizer.encode(text), dtype=np.int64)
+    if len(tokens) < contexts * length:
+        raise ValueError(f"the KJV without Genesis has {len(tokens)} tokens, fewer than {contexts} x {length}")
+    starts = np.linspace(0, len(tokens) - length, contexts).astype(int)
+    return torch.as_tensor(np.stack([tokens[s : s + length] for s in starts]))
+
+
+def genesis_tokens(tokenizer, count: int) -> np.ndarray:
+    if tokenizer is None:
+        return np.random.default_rng(7).integers(0, TINY["vocab_size"], count + 1)
+    genesis = next(text for name, text in kjv_books() if name == EVAL_BOOK)
+    return np.asarray(tokenizer.encode(genesis), dtype=np.int64)[: count + 1]
+
+
+def parts_of(args) -> tuple[str, ...]:
+    parts = ["gate", "feature"]
+    if args.key_shift or args.query_shift:
+        parts.append("shift")
+    return tuple(parts + [p for p in args.train_proj.split(",") if p])
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def train(args) -> None:
+    from tqdm.auto import tqdm
+
+    from infini_attention.hf.transfer import (
+        ARTIFACT,
+        MANIFEST,
+        Teacher,
+        collect,
+        convert_for_transfer,
+        evaluate_layer,
+        infini_layers,
+        load_transfer,
+        read_manifest,
+        save_transfer,
+        select_parameters,
+        student_inputs,
+        train_layer,
+        trained_names,
+    )
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = "tiny" if args.tiny else args.source
+    device = torch.device(args.device)
+    settings = dict(
+        segment_len=args.segment_len,
+        rule=args.rule,
+        feature_map=args.feature_map,
+        key_shift=args.key_shift,
+        query_shift=args.query_shift,
+    )
+    run = dict(
+        source=source,
+        context=args.context,
+        contexts=args.contexts,
+        steps=args.steps,
+        lr=args.lr,
+        gate_lr=args.gate_lr,
+        beta_init=args.beta_init,
+        loss_on=args.loss_on,
+        inputs=args.inputs,
+        parts=list(parts_of(args)),
+        seed=args.seed,
+    )
+    resuming = args.resume and (out / MANIFEST).is_file()
+    if (out / MANIFEST).is_file() and not args.resume:
+        raise SystemExit(f"{out} already holds a run: pass --resume to continue it, or another --out")
+    previous = read_manifest(out) if resuming else {}
+    if resuming and (previous["run"] != run or any(previous["settings"][k] != v for k, v in settings.items())):
+        raise SystemExit(
+            f"--resume with other settings than {out}/{MANIFEST}: {previous['run']} {previous['settings']}"
+        )
+    log(out, f"start: {' '.join(sys.argv)}  (device {device_name(device)})")
+    stages = previous.get("stages", {})
+    torch.manual_seed(args.seed)
+
+    started = time.perf_counter()
+    original, tokenizer = load_original(source)
+    stages["load_s"] = stages.get("load_s", 0.0) + time.perf_counter() - started
+    reuse = Path(args.teacher) if args.teacher else out / TEACHER if resuming else None
+    if reuse is not None and reuse.is_file():
+        teacher = Teacher.load(reuse)
+        if tuple(teacher.positions.shape) != (args.contexts, args.context):
+            raise SystemExit(
+                f"{reuse} holds {tuple(teacher.positions.shape)} (contexts, tokens), "
+                f"not ({args.contexts}, {args.context})"
+            )
+        log(out, f"teacher activations reused from {reuse}")
+    else:
+        started = time.perf_counter()
+        ids = transfer_ids(tokenizer, args.contexts, args.context, args.seed)
+        teacher = collect(original.to(device), ids)
+        teacher.save(out / TEACHER)
+        stages["collect_s"] = time.perf_counter() - started
+        size = sum(t.numel() * t.element_size() for t in teacher.inputs + teacher.outputs)
+        log(
+            out,
+            f"collected {ids.shape[0]} x {ids.shape[1]} tokens, {size / 2**20:.0f} MiB, {stages['collect_s']:.1f} s",
+        )
+
+    model = convert_for_transfer(original, beta_init=args.beta_init, **settings).to(device)
+    model.requires_grad_(False)
+    if args.inputs == "student" and not (resuming and (out / TEACHER).is_file()):
+        started = time.perf_counter()
+        ids = transfer_ids(tokenizer, args.contexts, args.context, args.seed)
+        teacher = student_inputs(model, ids, teacher)
+        teacher.save(out / TEACHER)
+        stages["student_inputs_s"] = time.perf_counter() - started
+        log(out, f"inputs from the converted model (memory off), {stages['student_inputs_s']:.1f} s")
+    layers = infini_layers(model)
+    done = [row["layer"] for row in previous.get("layers", [])]
+    if done:
+        load_transfer(model, out, layers=done)
+        log(out, f"resumed after layers {done}")
+    rows = list(previous.get("layers", []))
+    bar = tqdm(
+        total=len(layers) * args.steps, initial=len(done) * args.steps, desc="transfer", unit="step", disable=None
+    )
+    for i, attn in enumerate(layers):
+        if i in done:
+            continue
+        started = time.perf_counter()
+        batches = [teacher.layer(i, c) for c in range(teacher.contexts)]
+        local = evaluate_layer(attn, batches, local_only=True)
+        before = evaluate_layer(attn, batches)
+        params = select_parameters(attn, run["parts"])
+
+        def progress(step, loss, layer=i):
+            bar.update(1)
+            bar.set_postfix(layer=layer, loss=f"{loss:.3g}")
+
+        history = train_layer(
+            attn, batches, params, args.steps, lr=args.lr, gate_lr=args.gate_lr, loss_on=args.loss_on, progress=progress
+        )
+        after = evaluate_layer(attn, batches)
+        gate = torch.sigmoid(attn.beta.detach().float())
+        row = {
+            "layer": i,
+            "local": local,
+            "before": before,
+            "after": after,
+            "loss_first": history["losses"][0] if history["losses"] else None,
+            "loss_last": history["losses"][-1] if history["losses"] else None,
+            "gate_mean": gate.mean().item(),
+            "gate_min": gate.min().item(),
+            "gate_max": gate.max().item(),
+            "train_s": history["seconds"],
+            "layer_s": time.perf_counter() - started,
+        }
+        rows.append(row)
+        stages["train_s"] = stages.get("train_s", 0.0) + row["layer_s"]
+        names = trained_names(model, run["parts"], [r["layer"] for r in rows])
+        save_transfer(model, out, names, {"run": run, "settings": settings, "layers": rows, "stages": stages})
+        bar.write(
+            f"layer {i:2d}: MSE later {before['later']:.3g} -> {after['later']:.3g} (local only {local['later']:.3g}), "
+            f"rel {before['rel_later']:.3f} -> {after['rel_later']:.3f}, first {after['first']:.2g}, "
+            f"gate {row['gate_mean']:.2f}, {row['layer_s']:.1f} s"
+        )
+        with open(out / "log.txt", "a") as f:
+            f.write(json.dumps(row) + "\n")
+    bar.close()
+    summary = summarise(rows)
+    manifest = read_manifest(out)
+    manifest["summary"], manifest["device"] = summary, device_name(device)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    log(out, f"done: {json.dumps(summary)}; stages {json.dumps({k: round(v, 1) for k, v in stages.items()})}")
+    log(out, f"artifact {out / ARTIFACT}: {(out / ARTIFACT).stat().st_size / 2**10:.0f} KiB")
+    print(table(rows))
+
+
+def summarise(rows: list[dict]) -> dict:
+    def mean(key, sub):
+        return float(np.mean([r[key][sub] for r in rows]))
+
+    return {
+        "layers": len(rows),
+        "mse_later_local": mean("local", "later"),
+        "mse_later_before": mean("before", "later"),
+        "mse_later_after": mean("after", "later"),
+        "mse_first_after": mean("after", "first"),
+        "rel_later_local": mean("local", "rel_later"),
+        "rel_later_before": mean("before", "rel_later"),
+        "rel_later_after": mean("after", "rel_later"),
+        "layers_better_than_local": sum(r["after"]["later"] < r["local"]["later"] for r in rows),
+        "gate_mean": float(np.mean([r["gate_mean"] for r in rows])),
+    }
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| layer | MSE first seg. | MSE later: local only | before | after "
+        "| rel. err later: local | before | after | gate mean | s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['layer']} | {r['after']['first']:.2e} | {r['local']['later']:.3e} | {r['before']['later']:.3e} | "
+            f"{r['after']['later']:.3e} | {r['local']['rel_later']:.3f} | {r['before']['rel_later']:.3f} | "
+            f"{r['after']['rel_later']:.3f} | {r['gate_mean']:.2f} | {r['layer_s']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def evaluate(args) -> None:
+    from infini_attention.eval.perplexity import evaluate_perplexity
+    from infini_attention.hf.training import HFTrainingModel
+    from infini_attention.hf.transfer import convert_for_transfer, load_transfer, read_manifest
+
+    out, device = Path(args.out), torch.device(args.device)
+    manifest = read_manifest(out)
+    settings, run = manifest["settings"], manifest["run"]
+    started = time.perf_counter()
+    original, tokenizer = load_original(run["source"])
+    tokens = genesis_tokens(tokenizer, args.tokens)
+    plain = {k: v for k, v in settings.items() if k != "feature_map"}
+    model = convert_for_transfer(original, beta_init=run["beta_init"], feature_map="elu1", **plain).to(device)
+    wrapped = HFTrainingModel(model, tokenizer, source=run["source"]).eval()
+    load_s = time.perf_counter() - started
+    results = {"tokens": len(tokens) - 1, "load_s": load_s, "device": device_name(device)}
+    kwargs = dict(chunk_segments=4, first_bucket=args.first_bucket, device=device, bf16=args.bf16, progress=False)
+    with torch.no_grad():
+        if not args.no_plain:
+            results["plain"] = evaluate_perplexity(wrapped, [("Genesis (KJV)", tokens)], **kwargs)
+            log(out, f"plain converted: {brief(results['plain'])}")
+        load_transfer(model, out)
+        results["transfer"] = evaluate_perplexity(wrapped, [("Genesis (KJV)", tokens)], **kwargs)
+        log(out, f"transferred ({settings['feature_map']}): {brief(results['transfer'])}")
+    (out / "eval.json").write_text(json.dumps(results, indent=1) + "\n")
+
+
+def brief(result: dict) -> str:
+    buckets = "; ".join(f"{b['bucket']}: {b['ppl']:.2f} / reset {b['ppl_reset']:.2f}" for b in result["buckets"])
+    return f"ppl {result['ppl']:.2f} / reset {result['ppl_reset']:.2f} ({buckets}), {result['seconds']:.0f} s"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="collect the teacher's activations and train every layer")
+    t.add_argument("--source", default="gguf:default", help="gguf:default, gguf:<file> or a transformers folder")
+    t.add_argument("--tiny", action="store_true", help="a random tiny Llama and random tokens (a dry run)")
+    t.add_argument("--segment-len", type=int, default=256)
+    t.add_argument("--rule", default="delta", choices=["linear", "delta"])
+    t.add_argument("--beta-init", type=float, default=0.0, help="initial gate logit (0: gate 0.5)")
+    t.add_argument("--context", type=int, default=2048, help="tokens per context")
+    t.add_argument("--contexts", type=int, default=4)
+    t.add_argument("--steps", type=int, default=40, help="Adam steps per layer, one context each")
+    t.add_argument("--lr", type=float, default=1e-2, help="feature map, shift taps and projections")
+    t.add_argument("--gate-lr", type=float, default=0.1)
+    t.add_argument("--feature-map", default="elu1", choices=["elu1", "hedgehog", "sharpness"])
+    t.add_argument("--key-shift", type=int, default=0, help="previous-token taps on the memory's keys")
+    t.add_argument("--query-shift", type=int, default=0)
+    t.add_argument("--train-proj", default="", help="also train these projections, e.g. 'q,k' (comma-separated)")
+    t.add_argument("--loss-on", default="later", choices=["later", "all"])
+    t.add_argument(
+        "--inputs",
+        default="teacher",
+        choices=["teacher", "student"],
+        help="each layer's input: the original model's (LoLCATs) or the converted model's own, memory off",
+    )
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--resume", action="store_true")
+    t.add_argument(
+        "--teacher", help="reuse the teacher activations of another run (same source, --context, --contexts, --seed)"
+    )
+    t.add_argument("--out", default="runs/out/transfer")
+    e = sub.add_parser("eval", help="perplexity of Genesis: plain converted vs transferred, memory on vs reset")
+    e.add_argument("--out", default="runs/out/transfer")
+    e.add_argument("--tokens", type=int, default=8192)
+    e.add_argument("--first-bucket", type=int, default=1024)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--bf16", action="store_true")
+    e.add_argument("--no-plain", action="store_true", help="skip the plain converted model")
+    args = parser.parse_args()
+    if "OMP_NUM_THREADS" not in os.environ and args.device == "cpu":
+        print("note: OMP_NUM_THREADS is not set", file=sys.stderr)
+    {"train": train, "eval": evaluate}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

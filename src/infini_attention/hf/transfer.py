@@ -1,0 +1,428 @@
+"""Attention transfer (LoLCATs, arXiv 2410.10254): teach each converted layer to reproduce the original
+model's own full attention, layer by layer, without back-propagating through the network.
+
+    original, tokenizer = load_gguf("default")                     # the unconverted model, full attention
+    teacher = collect(original, ids)                               # every layer's attention input and output
+    model = convert_for_transfer(original, segment_len=256, feature_map="hedgehog")   # in place
+    attn = model.model.layers[i].self_attn
+    params = select_parameters(attn, ("gate", "feature", "shift"))
+    metrics = train_layer(attn, [teacher.layer(i, c) for c in range(teacher.contexts)], params, steps=50)
+    save_transfer(model, "out", manifest={...});  load_transfer(fresh_converted_model, "out")
+
+What is matched: the attention module's output AFTER o_proj, i.e. exactly what the decoder layer adds
+to its residual stream. The converted layer keeps the original o_proj, so matching there lets o_proj
+stay frozen while still weighting each head's error by how much it reaches the residual stream
+(matching before o_proj would treat every head and channel alike, whatever o_proj makes of them).
+
+The student is run as at inference: the whole context through the layer in one call, which the op
+cuts into segments, carrying the memory (and any token shift terms) from one segment to the next;
+the memory is not detached, so the loss back-propagates through every write of the context. Within
+the first segment the memory is empty and the converted layer computes the original's attention
+exactly (the gate's share goes to the local attention), so the loss that can teach anything is the
+one on positions past the first segment (`later`); `all` is reported beside it.
+
+Layers are independent: layer i is trained from the original model's own input to layer i (teacher
+forcing), never from the converted model's, so they can run in any order or in parallel.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from infini_attention.hf.attention import InfiniHFAttention
+from infini_attention.hf.modeling import convert
+from infini_attention.layers.attention import check_memory_options
+from infini_attention.modules import feature_map_module
+
+ARTIFACT = "transfer.safetensors"
+MANIFEST = "manifest.json"
+# what select_parameters can unfreeze: gate logits (eq 10), the feature map's parameters, the token
+# shift taps, and optionally the pretrained projections themselves (which also change the local attention)
+PARTS = ("gate", "feature", "shift", "q", "k", "v", "o")
+DEFAULT_PARTS = ("gate", "feature", "shift")
+
+
+@dataclass
+class Teacher:
+    """What `collect` captured, per layer: inputs[i], outputs[i] of shape (contexts, length, hidden).
+
+    inputs: the hidden states the layer's self-attention received (after input_layernorm);
+    outputs: what it returned (after o_proj); positions: (contexts, length) position ids it was given.
+    """
+
+    inputs: list[torch.Tensor]
+    outputs: list[torch.Tensor]
+    positions: torch.Tensor
+    layers: list[int]
+
+    @property
+    def contexts(self) -> int:
+        return self.positions.shape[0]
+
+    def layer(self, i: int, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input (1, L, hidden), target (1, L, hidden)) of layer i for one context."""
+        k = self.layers.index(i)
+        return self.inputs[k][context : context + 1], self.outputs[k][context : context + 1]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {"positions": self.positions}
+        for k, i in enumerate(self.layers):
+            out[f"input.{i}"], out[f"output.{i}"] = self.inputs[k], self.outputs[k]
+        return out
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> Teacher:
+        layers = sorted(int(name.split(".")[1]) for name in tensors if name.startswith("input."))
+        return cls(
+            [tensors[f"input.{i}"] for i in layers],
+            [tensors[f"output.{i}"] for i in layers],
+            tensors["positions"],
+            layers,
+        )
+
+    def save(self, path: str | Path) -> None:
+        save_file({k: v.contiguous() for k, v in self.tensors().items()}, str(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Teacher:
+        return cls.from_tensors(load_file(str(path)))
+
+
+def _decoder_layers(model) -> nn.ModuleList:
+    return model.model.layers
+
+
+@torch.no_grad()
+def collect(
+    original_model,
+    ids: torch.Tensor,
+    layers: Iterable[int] | None = None,
+    dtype: torch.dtype = torch.bfloat16,
+    converted: bool = False,
+) -> Teacher:
+    """Run the ORIGINAL (unconverted, full-attention) model once over ids (contexts, length), one context
+    at a time, and capture every chosen layer's self-attention input and output (see `Teacher`), stored in
+    `dtype` (bf16 by default: a 2K-token context of SmolLM2-135M is 141 MB over its 30 layers).
+
+    converted=True accepts a converted model instead (its own hidden states: `student_inputs`)."""
+    if type(original_model).__name__.startswith("Infini") and not converted:
+        raise ValueError("collect needs the original model (full attention), not a converted one")
+    if ids.dim() != 2:
+        raise ValueError(f"ids must be (contexts, length), got shape {tuple(ids.shape)}")
+    all_layers = _decoder_layers(original_model)
+    layers = list(range(len(all_layers))) if layers is None else sorted(set(layers))
+    captured: dict[int, dict[str, list[torch.Tensor]]] = {i: {"input": [], "output": []} for i in layers}
+    positions: list[torch.Tensor] = []
+
+    def pre_hook(i):
+        def hook(module, args, kwargs):
+            x = args[0] if args else kwargs["hidden_states"]
+            captured[i]["input"].append(x.detach().to("cpu", dtype))
+            if i == layers[0]:
+                pos = kwargs.get("position_ids")
+                positions.append(torch.arange(x.shape[1])[None] if pos is None else pos.detach().cpu())
+
+        return hook
+
+    def post_hook(i):
+        def hook(module, args, kwargs, output):
+            y = output[0] if isinstance(output, tuple) else output
+            captured[i]["output"].append(y.detach().to("cpu", dtype))
+
+        return hook
+
+    handles = []
+    for i in layers:
+        attn = all_layers[i].self_attn
+        handles.append(attn.register_forward_pre_hook(pre_hook(i), with_kwargs=True))
+        handles.append(attn.register_forward_hook(post_hook(i), with_kwargs=True))
+    was_training = original_model.training
+    original_model.eval()
+    device = next(original_model.parameters()).device
+    try:
+        for row in ids:
+            original_model.model(input_ids=row[None].to(device), use_cache=False)  # the decoder alone: no logits
+    finally:
+        for h in handles:
+            h.remove()
+        original_model.train(was_training)
+    return Teacher(
+        [torch.cat(captured[i]["input"]) for i in layers],
+        [torch.cat(captured[i]["output"]) for i in layers],
+        torch.cat(positions).expand(ids.shape[0], -1).contiguous(),
+        layers,
+    )
+
+
+def student_inputs(converted_model, ids: torch.Tensor, teacher: Teacher) -> Teacher:
+    """The teacher's outputs paired with the CONVERTED model's own attention inputs, memory off (every
+    gate shut: local attention only, the paper's model with its memory reset).
+
+    Why: the original model makes its first token an attention sink (hidden-state norm ~23,000 against
+    ~150 elsewhere in SmolLM2's middle layers); the converted model, whose local attention restarts at
+    every segment, makes the first token of EVERY segment such a sink. Teacher-forced inputs have no
+    sink at a segment start, inputs at inference do. Training on these inputs instead trains each
+    layer on what it will see (up to what the memory of the layers below changes).
+    """
+    from infini_attention.hf.modeling import force_local_gate
+
+    with force_local_gate(converted_model):
+        own = collect(converted_model, ids, teacher.layers, dtype=teacher.inputs[0].dtype, converted=True)
+    return Teacher(own.inputs, teacher.outputs, teacher.positions, teacher.layers)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The converted layers: feature maps the conversion settings do not record yet, and what is trained
+
+
+def infini_layers(model) -> list[InfiniHFAttention]:
+    layers = [layer.self_attn for layer in _decoder_layers(model)]
+    if not all(isinstance(a, InfiniHFAttention) for a in layers):
+        raise TypeError("expected a converted model (every self_attn an InfiniHFAttention)")
+    return layers
+
+
+def install_feature_map(model, name: str) -> None:
+    """Give every converted layer a fresh feature-map module `name` (modules/feature_maps.py), in place.
+
+    The Hugging Face conversion settings (hf/settings.py) record rule and token shifts but not the
+    feature map, so a transferred model is rebuilt as convert(...) + install_feature_map(...) +
+    load_transfer(...), from the manifest.
+    """
+    for attn in infini_layers(model):
+        name = check_memory_options(attn.rule, attn.key_shift, attn.query_shift, feature_map=name)
+        if attn.feature_map.name != name:
+            device = attn.q_proj.weight.device
+            attn.feature_map = feature_map_module(name, attn.num_key_value_heads, attn.head_dim, device=device)
+            attn.sharpness = name == "sharpness"
+
+
+def convert_for_transfer(
+    original_model,
+    segment_len: int,
+    rule: str = "delta",
+    beta_init: float = 0.0,
+    feature_map: str = "elu1",
+    key_shift: int = 0,
+    query_shift: int = 0,
+):
+    """convert(...) in place, with the feature map installed; returns the converted model."""
+    variants = {name: v for name, v in (("key_shift", key_shift), ("query_shift", query_shift)) if v}
+    model = convert(original_model, segment_len=segment_len, rule=rule, beta_init=beta_init, **variants)
+    install_feature_map(model, feature_map)
+    return model
+
+
+def select_parameters(attn: InfiniHFAttention, parts: Sequence[str] = DEFAULT_PARTS) -> dict[str, list[nn.Parameter]]:
+    """The layer's parameters of the chosen parts (PARTS), by part; only those get requires_grad=True,
+    every other parameter of the layer is frozen. Parts the layer does not have are left out."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}: expected some of {', '.join(PARTS)}")
+    found = {
+        "gate": [attn.beta],
+        "feature": list(attn.feature_map.parameters()),
+        "shift": [m.weight for m in (getattr(attn, "shift_proj", None), getattr(attn, "query_shift_proj", None)) if m],
+        "q": list(attn.q_proj.parameters()),
+        "k": list(attn.k_proj.parameters()),
+        "v": list(attn.v_proj.parameters()),
+        "o": list(attn.o_proj.parameters()),
+    }
+    for p in attn.parameters():
+        p.requires_grad_(False)
+    chosen = {part: found[part] for part in parts if found[part]}
+    for ps in chosen.values():
+        for p in ps:
+            p.requires_grad_(True)
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------------------
+# The layer-local loss and training
+
+
+def student_output(attn: InfiniHFAttention, x: torch.Tensor) -> torch.Tensor:
+    """The converted layer's output over a whole context x (B, L, hidden), segment by segment with the
+    memory carried (the op cuts x into segments: one call is the same computation as streaming it)."""
+    out, _ = attn(x)
+    return out
+
+
+def transfer_errors(y: torch.Tensor, target: torch.Tensor, segment_len: int) -> dict[str, torch.Tensor]:
+    """MSE over all positions and over positions past the first segment (where the memory is read), and
+    the relative error ||y - t||² / ||t||² past the first segment; y, target: (B, L, hidden)."""
+    err = (y.float() - target.float()).pow(2)
+    out = {"all": err.mean()}
+    later_err, later_t = err[:, segment_len:], target.float()[:, segment_len:]
+    if later_err.numel():
+        out["later"] = later_err.mean()
+        out["first"] = err[:, :segment_len].mean()
+        out["rel_later"] = later_err.sum() / later_t.pow(2).sum().clamp_min(1e-30)
+    return out
+
+
+@torch.no_grad()
+def evaluate_layer(attn: InfiniHFAttention, batches, local_only: bool = False) -> dict[str, float]:
+    """Mean transfer errors of the layer over (x, target) pairs; local_only: with the gate forced shut
+    (the memory-reset reference: what local attention alone achieves)."""
+    sums: dict[str, float] = {}
+    device = attn.q_proj.weight.device
+    saved = attn.beta.detach().clone()
+    try:
+        if local_only:
+            attn.beta.fill_(float("-inf"))
+        for x, target in batches:
+            x, target = x.to(device, torch.float32), target.to(device)
+            for name, value in transfer_errors(student_output(attn, x), target, attn.segment_len).items():
+                sums[name] = sums.get(name, 0.0) + value.item()
+    finally:
+        attn.beta.copy_(saved)
+    return {name: value / len(batches) for name, value in sums.items()}
+
+
+def train_layer(
+    attn: InfiniHFAttention,
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    params: dict[str, list[nn.Parameter]],
+    steps: int,
+    lr: float = 1e-2,
+    gate_lr: float = 0.1,
+    loss_on: str = "later",
+    progress=None,
+) -> dict:
+    """Adam steps on the MSE between the layer's output and the teacher's, one (x, target) context per
+    step in turn; gradients reach only `params` (select_parameters). Returns the loss history and time.
+
+    loss_on: "later" (positions past the first segment, default: the first segment is exact already)
+    or "all". Gates get their own learning rate (PAPER.md: a gate needs a larger one); no weight decay.
+    """
+    if loss_on not in ("later", "all"):
+        raise ValueError(f"loss_on must be 'later' or 'all', got {loss_on!r}")
+    groups = [{"params": ps, "lr": gate_lr if part == "gate" else lr} for part, ps in params.items()]
+    if not groups:
+        raise ValueError("nothing to train: no parameters selected")
+    optimizer = torch.optim.Adam(groups)
+    device = attn.q_proj.weight.device
+    losses, started = [], time.perf_counter()
+    for step in range(steps):
+        x, target = batches[step % len(batches)]
+        x, target = x.to(device, torch.float32), target.to(device)
+        errors = transfer_errors(student_output(attn, x), target, attn.segment_len)
+        loss = errors[loss_on] if loss_on in errors else errors["all"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        if not math.isfinite(losses[-1]):
+            raise FloatingPointError(f"layer {attn.layer_idx}: loss {losses[-1]} at step {step}")
+        if progress is not None:
+            progress(step, losses[-1])
+    for ps in params.values():
+        for p in ps:
+            p.requires_grad_(False)
+    return {"losses": losses, "seconds": time.perf_counter() - started}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The artifact: only the trained parameters, safetensors + a manifest
+
+
+def trained_names(model, parts: Sequence[str] = DEFAULT_PARTS, layers: Iterable[int] | None = None) -> list[str]:
+    """Parameter names (of `model`) of the chosen parts in the chosen layers."""
+    all_layers = infini_layers(model)
+    layers = range(len(all_layers)) if layers is None else layers
+    ids = set()
+    for i in layers:
+        attn = all_layers[i]
+        flags = [p.requires_grad for p in attn.parameters()]
+        ids |= {id(p) for ps in select_parameters(attn, parts).values() for p in ps}
+        for p, flag in zip(attn.parameters(), flags):
+            p.requires_grad_(flag)
+    return [name for name, p in model.named_parameters() if id(p) in ids]
+
+
+def save_transfer(model, folder: str | Path, names: Sequence[str], manifest: dict) -> None:
+    """Write `names` (parameter names of the converted model) to folder/transfer.safetensors and the
+    manifest (settings to rebuild the model + anything the caller records) to folder/manifest.json."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    params = dict(model.named_parameters())
+    tensors = {name: params[name].detach().cpu().contiguous() for name in names}
+    tmp = folder / (ARTIFACT + ".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(folder / ARTIFACT)
+    settings = {**_layer_settings(model), **manifest.get("settings", {})}
+    data = {**manifest, "settings": settings, "parameters": list(names)}
+    (folder / (MANIFEST + ".tmp")).write_text(json.dumps(data, indent=1) + "\n")
+    (folder / (MANIFEST + ".tmp")).replace(folder / MANIFEST)
+
+
+def _layer_settings(model) -> dict:
+    attn = infini_layers(model)[0]
+    return {
+        "segment_len": attn.segment_len,
+        "rule": attn.rule,
+        "feature_map": attn.feature_map.name,
+        "key_shift": attn.key_shift,
+        "query_shift": attn.query_shift,
+    }
+
+
+def read_manifest(folder: str | Path) -> dict:
+    return json.loads((Path(folder) / MANIFEST).read_text())
+
+
+@torch.no_grad()
+def load_transfer(model, folder: str | Path, layers: Iterable[int] | None = None) -> dict:
+    """Load a transfer artifact into a converted model made with the same settings (segment_len, rule,
+    key/query shift), installing the manifest's feature map first; every saved tensor must find a
+    parameter of the same shape. layers: load only these layers' tensors (a resumed run reloads the
+    layers its manifest lists as done). Returns the manifest."""
+    manifest = read_manifest(folder)
+    settings = manifest["settings"]
+    have = _layer_settings(model)
+    for key in ("segment_len", "rule", "key_shift", "query_shift"):
+        if have[key] != settings[key]:
+            raise ValueError(f"{folder}: saved with {key}={settings[key]!r}, this model has {have[key]!r}")
+    install_feature_map(model, settings["feature_map"])
+    params = dict(model.named_parameters())
+    tensors = load_file(str(Path(folder) / ARTIFACT))
+    if layers is not None:
+        prefixes = tuple(f"model.layers.{i}." for i in layers)
+        tensors = {name: value for name, value in tensors.items() if name.startswith(prefixes)}
+    for name, value in tensors.items():
+        if name not in params:
+            raise ValueError(f"{folder}: {name} is not a parameter of this model")
+        if params[name].shape != value.shape:
+            raise ValueError(
+                f"{folder}: {name} has shape {tuple(value.shape)}, the model's {tuple(params[name].shape)}"
+            )
+        params[name].copy_(value)
+    return manifest
+
+
+__all__ = [
+    "Teacher",
+    "collect",
+    "convert_for_transfer",
+    "evaluate_layer",
+    "infini_layers",
+    "install_feature_map",
+    "load_transfer",
+    "save_transfer",
+    "select_parameters",
+    "student_inputs",
+    "student_output",
+    "train_layer",
+    "trained_names",
+    "transfer_errors",
+]

@@ -1,0 +1,136 @@
+"""Attention transfer (hf/transfer.py) on a tiny random Llama: what collect() captures, that a few
+layer-local steps reduce the error to the teacher, and that the saved artifact rebuilds the model."""
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+from conftest import assert_close  # noqa: E402
+from infini_attention.hf import force_local_gate  # noqa: E402
+from infini_attention.hf.transfer import (  # noqa: E402
+    Teacher,
+    collect,
+    convert_for_transfer,
+    evaluate_layer,
+    infini_layers,
+    load_transfer,
+    save_transfer,
+    select_parameters,
+    student_inputs,
+    train_layer,
+    trained_names,
+)
+
+N = 16  # segment length
+TINY = dict(
+    vocab_size=128,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+)
+
+
+def original(seed: int = 0):
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(**TINY)).eval()
+
+
+def ids(contexts=2, length=5 * N + 3, seed=1):
+    return torch.randint(0, TINY["vocab_size"], (contexts, length), generator=torch.Generator().manual_seed(seed))
+
+
+def test_collect_shapes_and_equality_with_the_layers_attention(tmp_path):
+    model, x = original(), ids()
+    teacher = collect(model, x, dtype=torch.float32)
+    assert teacher.layers == [0, 1] and teacher.contexts == 2
+    assert teacher.positions.shape == x.shape and torch.equal(teacher.positions[1], torch.arange(x.shape[1]))
+    for t in teacher.inputs + teacher.outputs:
+        assert t.shape == (2, x.shape[1], TINY["hidden_size"]) and t.dtype == torch.float32
+    with torch.no_grad():
+        layer0 = model.model.layers[0]
+        assert_close(teacher.inputs[0], layer0.input_layernorm(model.model.embed_tokens(x)), what="layer 0 input")
+    assert collect(model, x, layers=[1]).inputs[0].dtype == torch.bfloat16  # bf16 by default
+    teacher.save(tmp_path / "t.safetensors")
+    again = Teacher.load(tmp_path / "t.safetensors")
+    assert again.layers == [0, 1] and torch.equal(again.outputs[1], teacher.outputs[1])
+
+    # the converted layer, fed the captured input, reproduces the captured output wherever it computes
+    # the same attention: the first segment (gate as initialised), and with the gate shut up to N tokens
+    converted = convert_for_transfer(model, segment_len=N, rule="delta")
+    for i, attn in enumerate(infini_layers(converted)):
+        with torch.no_grad():
+            out = attn(teacher.inputs[i])[0]
+            assert_close(out[:, :N], teacher.outputs[i][:, :N], atol=1e-5, what=f"layer {i} first segment")
+            assert (out[:, N:] - teacher.outputs[i][:, N:]).abs().max() > 1e-3  # the memory path differs after
+            with force_local_gate(converted):
+                assert_close(attn(teacher.inputs[i][:, :N])[0], teacher.outputs[i][:, :N], atol=1e-5)
+    with pytest.raises(ValueError, match="original"):
+        collect(converted, x)
+
+
+def test_student_inputs_are_the_converted_models_own_with_the_memory_off():
+    model, x = original(), ids(contexts=1)
+    teacher = collect(model, x, dtype=torch.float32)
+    converted = convert_for_transfer(model, segment_len=N)
+    mixed = student_inputs(converted, x, teacher)
+    assert mixed.outputs is teacher.outputs and converted.model.layers[1].self_attn.beta.eq(0).all()
+    assert_close(mixed.inputs[0], teacher.inputs[0], what="layer 0 input: the embeddings either way")
+    assert_close(mixed.inputs[1][:, :N], teacher.inputs[1][:, :N], atol=1e-5, what="first segment")
+    seen = []
+    hook = converted.model.layers[1].self_attn.register_forward_pre_hook(
+        lambda m, a, k: seen.append(k["hidden_states"]), with_kwargs=True
+    )
+    with torch.no_grad(), force_local_gate(converted):
+        converted(x)  # streamed segment by segment, as at inference
+    hook.remove()
+    assert_close(mixed.inputs[1], torch.cat(seen, dim=1), atol=1e-5, what="the converted model's own layer-1 input")
+    assert (mixed.inputs[1][:, N:] - teacher.inputs[1][:, N:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("feature_map, key_shift", [("elu1", 0), ("hedgehog", 1)])
+def test_a_few_steps_reduce_the_error_past_the_first_segment(feature_map, key_shift):
+    model = original()
+    teacher = collect(model, ids())
+    converted = convert_for_transfer(model, segment_len=N, feature_map=feature_map, key_shift=key_shift)
+    attn = infini_layers(converted)[1]
+    batches = [teacher.layer(1, c) for c in range(teacher.contexts)]
+    before = evaluate_layer(attn, batches)
+    params = select_parameters(attn)
+    assert set(params) == ({"gate"} if feature_map == "elu1" else {"gate", "feature", "shift"})
+    q_before = attn.q_proj.weight.clone()
+    history = train_layer(attn, batches, params, steps=25, lr=1e-2, gate_lr=0.1)
+    after = evaluate_layer(attn, batches)
+    assert after["later"] < 0.7 * before["later"], (before, after, history["losses"][::5])
+    assert after["rel_later"] < before["rel_later"]
+    assert torch.equal(attn.q_proj.weight, q_before)  # projections frozen by default
+    assert not any(p.requires_grad for p in attn.parameters())
+    other = infini_layers(converted)[0]
+    assert torch.equal(other.beta, torch.zeros_like(other.beta))  # layer-local: nothing else moved
+
+
+def test_the_artifact_reloads_into_a_fresh_converted_model(tmp_path):
+    settings = dict(segment_len=N, rule="delta", key_shift=1)
+    trained = convert_for_transfer(original(), feature_map="hedgehog", **settings)
+    teacher = collect(original(), ids(contexts=1))
+    for i, attn in enumerate(infini_layers(trained)):
+        train_layer(attn, [teacher.layer(i, 0)], select_parameters(attn), steps=3, lr=1e-2)
+    names = trained_names(trained)
+    assert len(names) == 2 * 3 and all("proj" not in n or "shift_proj" in n for n in names)
+    save_transfer(trained, tmp_path, names, {"run": {"note": "test"}})
+    assert (tmp_path / "transfer.safetensors").stat().st_size < 50_000  # only the trained parameters
+
+    fresh = convert_for_transfer(original(), feature_map="elu1", **settings)
+    manifest = load_transfer(fresh, tmp_path)
+    assert manifest["settings"]["feature_map"] == "hedgehog" and manifest["run"] == {"note": "test"}
+    x = ids(contexts=1, length=4 * N + 5, seed=3)
+    with torch.no_grad():
+        expected, got = trained(x).logits, fresh(x).logits
+    assert_close(got, expected, atol=1e-5, what="logits of the reloaded model")
+    with pytest.raises(ValueError, match="segment_len"):
+        load_transfer(convert_for_transfer(original(), segment_len=2 * N, key_shift=1), tmp_path)
