@@ -119,17 +119,27 @@ for stage in $STAGES; do
       if [ "$VARIANT" = shift ]; then checkpoint=src/infini_attention/assets/passkey; fi
       infini eval passkey --checkpoint "$checkpoint" --lengths 4000 32000 128000 1000000 --depths 0 0.5 1 \
         --keys 8 --ablation-up-to 32000 --overwrite --out "docs/results/passkey$SUFFIX" ;;
-    ship)
+    ship)  # the last stage's weights twice: assets/passkey-e17 (the linear rule, as trained) and assets/passkey, read
+           # with the linear-causal rule (ops/infini/causal.py; runs/EXPERIMENTS.md, session 5: no retraining)
       [ "$VARIANT" = shift ] || { echo "only the key_shift model is shipped"; continue; }
-      mkdir -p src/infini_attention/assets/passkey
-      cp "$OUT/$LAST/checkpoint/model.safetensors" "$OUT/$LAST/train_config.json" src/infini_attention/assets/passkey/
+      for name in passkey-e17 passkey; do
+        mkdir -p src/infini_attention/assets/$name
+        cp "$OUT/$LAST/checkpoint/model.safetensors" "$OUT/$LAST/train_config.json" src/infini_attention/assets/$name/
+      done
       python - "$OUT/$LAST/checkpoint/config.json" <<'PY'
 import json, sys
 config = json.load(open(sys.argv[1]))
-config["about"] = ("Trained on this repo's CPU recipe runs/passkey.sh (copy pre-training, then passkey on inputs of "
-                   "at most 5K tokens, with filler segments written up to 1024 times into the memory: train/stretch.py; "
-                   "then on prose haystacks in the passkey, paraphrase and RULER formats); results in "
-                   "docs/results/passkey.md and docs/results/passkey-prose-*.md.")
+config["about"] = ("E17 of runs/EXPERIMENTS.md (runs/passkey.sh stages a-j), read with the paper's linear rule: the checkpoint "
+                   "shipped as assets/passkey in session 4. It finds a needle only through the memory: 0% when the needle "
+                   "shares the question's segment. assets/passkey holds the same weights read with the linear-causal rule.")
+json.dump(config, open("src/infini_attention/assets/passkey-e17/config.json", "w"), indent=2)
+config["rule"] = "linear-causal"
+config["about"] = ("Trained on this repo's CPU recipe runs/passkey.sh (copy pre-training, then passkey on inputs of at most 5K "
+                   "tokens, with filler segments written up to 1024 times into the memory: train/stretch.py; then on prose "
+                   "haystacks in the passkey, paraphrase and RULER formats: E17), read with the linear-causal memory rule "
+                   "(ops/infini/causal.py: the read also sees the token's own segment so far; the same weights as "
+                   "assets/passkey-e17, which reads with the paper's linear rule); results in docs/results/passkey.md and "
+                   "docs/results/passkey-prose-*.md.")
 json.dump(config, open("src/infini_attention/assets/passkey/config.json", "w"), indent=2)
 PY
       ;;

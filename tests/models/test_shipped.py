@@ -20,3 +20,35 @@ def test_the_filler_passkey_checkpoint_gives_its_reference_logits():
         b, state = model(ids[:, 130:131], state)
         c, _ = model(ids[:, 131:], state)
     assert_close(torch.cat([a, b, c], 1)[:, ::7], ref["logits"], atol=1e-6, rtol=0.0, what="shipped logits")
+
+
+def test_the_shipped_model_finds_a_key_in_the_questions_own_segment_and_through_the_memory():
+    """assets/passkey = E17's weights read with the linear-causal rule; assets/passkey-e17 reads the same weights with
+    the paper's linear rule and finds a needle only through the memory (runs/EXPERIMENTS.md, session 5)."""
+    from infini_attention.data.passkey import make_instance
+    from infini_attention.data.tokenizers import ByteTokenizer
+    from infini_attention.eval.passkey import found_via
+    from infini_attention.generate import generate
+
+    shipped, e17 = load_model(ASSETS / "passkey").eval(), load_model(ASSETS / "passkey-e17").eval()
+    assert shipped.config.rule == "linear-causal" and e17.config.rule == "linear"
+    for name, p in shipped.named_parameters():
+        assert torch.equal(p, dict(e17.named_parameters())[name]), name
+
+    def answers(model, instances):
+        """Per instance (all of one length, run as one batch): whether the greedy answer is the key."""
+        ids = torch.stack([inst.prompt_ids() for inst in instances])
+        size = len(instances[0].answer_ids)
+        out, _ = generate(model, ids, size, temperature=0)
+        return [out[b, -size:].tolist() == inst.answer_ids for b, inst in enumerate(instances)]
+
+    tok, n = ByteTokenizer(), shipped.config.segment_len
+    cases = {  # a short filler, so that the needle can sit anywhere
+        via: [make_instance(tok, 4 * n + 122, depth, seed=s, filler=" The sky is blue.") for s in range(3)]
+        for via, depth in (("local window", 1.0), ("straddling", 0.93), ("memory", 0.3))
+    }
+    for via, instances in cases.items():
+        assert {found_via(i, n) for i in instances} == {via}
+        assert all(answers(shipped, instances)), via
+    assert not any(answers(e17, cases["local window"] + cases["straddling"]))
+    assert all(answers(e17, cases["memory"]))
