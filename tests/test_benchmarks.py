@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPTS = ["layer_overhead", "scaling", "vs_full", "vs_peers", "bf16", "decoding", "profile_layer"]
-NEEDS = {"vs_peers": "infini_transformer_pytorch"}  # a dev-only dependency (requirements-dev.txt)
+SCRIPTS = ["layer_overhead", "scaling", "vs_full", "vs_peers", "bf16", "decoding", "profile_layer", "train_smollm2"]
+NEEDS = {  # dev-only dependencies (requirements-dev.txt)
+    "vs_peers": "infini_transformer_pytorch",
+    "train_smollm2": "transformers",
+}
 
 
 def _available(name: str) -> bool:

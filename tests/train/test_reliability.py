@@ -148,3 +148,56 @@ def test_earlier_metrics_are_kept_unless_overwrite_and_a_finished_run_says_so(tm
     assert last["step"] == 2
     steps = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if line]
     assert len(steps) == 2, "the overwritten run's metrics replace the earlier ones"
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_to_a_background_run_saves_and_exits_130(tmp_path, sig):
+    """`kill` (SIGTERM) or `kill -INT` of `infini train` started in the background, where a shell leaves SIGINT
+    ignored: the run saves the steps done, says how to resume, and exits 130."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    argv = [
+        sys.executable,
+        "-m",
+        "infini_attention.cli.main",
+        "train",
+        "--task",
+        "copy",
+        "--preset",
+        "tiny",
+        "--model",
+        "segment_len=16",
+        "--seq-len",
+        "48",
+        "--min-len",
+        "40",
+        "--copy-len",
+        "6",
+        "--batch-size",
+        "2",
+        "--steps",
+        "100000",
+        "--save-every",
+        "100000",
+        "--eval-every",
+        "0",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731  (as `cmd &` in a script)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=ignore_sigint)
+    metrics = out / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    proc.send_signal(getattr(signal, sig))
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output.decode()[-2000:]
+    saved = json.loads((out / "checkpoint" / "train_state.json").read_text())["step"]
+    assert saved >= 3 and b"Resume with" in output

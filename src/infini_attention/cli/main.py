@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from infini_attention.cli import convert, demo, eval, stream, train
@@ -28,6 +29,10 @@ USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, NotImplemente
 def main(argv: list[str] | None = None) -> int:
     """Every mistake ends in one line on stderr and exit code 2 (set INFINI_DEBUG=1 for the traceback)."""
     args = build_parser().parse_args(argv)
+    from infini_attention.train.threads import configure_threads
+
+    configure_threads()  # before torch is imported: OpenMP threads sleep instead of spinning (docs/performance.md)
+    stop_on_signals()
     try:
         return COMMANDS[args.command].run(args) or 0
     except ImportError as e:
@@ -41,6 +46,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"infini {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def stop_on_signals() -> None:
+    """SIGTERM (kill, a job scheduler) and SIGINT stop a command as Ctrl-C does: the trainer saves its checkpoint.
+
+    A process started in the background by a non-interactive shell inherits SIGINT as ignored, and
+    Python then never raises KeyboardInterrupt: the default handler is put back for both signals."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (e.g. main() called from a worker thread): leave them
+        pass
 
 
 if __name__ == "__main__":

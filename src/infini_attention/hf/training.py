@@ -24,6 +24,7 @@ are kept: beta_init only sets gates missing from the checkpoint).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -34,6 +35,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from infini_attention.hf.cache import InfiniCache
 from infini_attention.hf.modeling import CONFIG_KEY, InfiniSettings, convert, gates, load_converted
@@ -209,6 +211,7 @@ class HFTrainingModel(nn.Module):
         self.hf = model
         self.tokenizer = tokenizer  # data/tokenizers.py interface, or None when the source ships none
         self.config = _view(source, model.config, model.infini_settings, type(model).__name__)
+        self._checkpoint_layers = False  # set by forward for its duration (gradient_checkpointing="layer")
 
     @classmethod
     def load(cls, spec: str, **overrides) -> HFTrainingModel:
@@ -230,25 +233,48 @@ class HFTrainingModel(nn.Module):
         state: ModelState | None = None,
         *,
         logits_to_keep: int | None = None,
-        gradient_checkpointing: bool = False,
+        gradient_checkpointing: bool | str = False,
         detach_every: int | None = None,
+        output_hidden: bool = False,
     ) -> tuple[torch.Tensor, ModelState]:
-        """InfiniTransformer.forward's contract (see there) for the converted model."""
+        """InfiniTransformer.forward's contract (see there) for the converted model.
+
+        gradient_checkpointing: True (or "segment") recomputes each segment piece in the backward
+        pass; "layer" recomputes each decoder layer of each piece (the least memory: one layer's
+        activations at a time, for about one more forward pass).
+
+        output_hidden: return the final normed hidden states (batch, kept, hidden) instead of the
+        logits, for a loss that applies `output_head` itself (train/loss.py:chunked_cross_entropy).
+        """
         check_input_ids(input_ids, self.config.vocab_size)
-        logits, state = stream_segments(
-            self._run,
-            self.hf.lm_head,
-            input_ids,
-            check_model_state(state, self.config),
-            self.config.segment_len,  # _run's hidden is normed
-            logits_to_keep=logits_to_keep,
-            gradient_checkpointing=gradient_checkpointing,
-            detach_every=detach_every,
-        )
+        if gradient_checkpointing not in (False, True, "segment", "layer"):
+            raise ValueError(
+                f"gradient_checkpointing must be a bool, 'segment' or 'layer', got {gradient_checkpointing!r}"
+            )
+        self._checkpoint_layers = gradient_checkpointing == "layer"
+        try:
+            logits, state = stream_segments(
+                self._run,
+                _identity if output_hidden else self.hf.lm_head,
+                input_ids,
+                check_model_state(state, self.config),
+                self.config.segment_len,  # _run's hidden is normed
+                logits_to_keep=logits_to_keep,
+                gradient_checkpointing=gradient_checkpointing in (True, "segment"),
+                detach_every=detach_every,
+            )
+        finally:
+            self._checkpoint_layers = False
         state.model = state_identity(self.config)
         if logits is None:
-            logits = self.hf.lm_head.weight.new_zeros(input_ids.shape[0], 0, self.config.vocab_size)
+            width = self.config.hidden_size if output_hidden else self.config.vocab_size
+            logits = self.hf.lm_head.weight.new_zeros(input_ids.shape[0], 0, width)
         return logits, state
+
+    @property
+    def output_head(self) -> nn.Linear:
+        """The output projection (hidden -> vocabulary; tied to the input embedding when the model ties them)."""
+        return self.hf.lm_head
 
     def _run(self, piece: torch.Tensor, layer_states: list, position: int) -> tuple[torch.Tensor, list]:
         """One segment-bounded piece through the decoder: (final-normed hidden (B, piece, hidden), new states).
@@ -261,7 +287,8 @@ class HFTrainingModel(nn.Module):
                 layer.advance(layer_state, position)
         offset = position % self.config.segment_len  # positions restart at every segment (in-segment RoPE)
         positions = torch.arange(offset, offset + piece.shape[1], device=piece.device)[None].expand(piece.shape[0], -1)
-        out = self.hf.model(input_ids=piece, position_ids=positions, cache=cache, use_cache=True)
+        with _checkpointed_layers(self.layers, self._checkpoint_layers and torch.is_grad_enabled()):
+            out = self.hf.model(input_ids=piece, position_ids=positions, cache=cache, use_cache=True)
         return out.last_hidden_state, [layer.state for layer in cache.layers]
 
     def reset_memory(self, state: ModelState) -> ModelState:
@@ -302,6 +329,45 @@ class HFTrainingModel(nn.Module):
         if unexpected or set(missing) - tied:
             missing = sorted(set(missing) - tied)
             raise ValueError(f"{folder} does not match this model: missing {missing}, unexpected {sorted(unexpected)}")
+
+
+@contextlib.contextmanager
+def _checkpointed_layers(layers: nn.ModuleList, enabled: bool):
+    """While active, each decoder layer's call is recomputed in the backward pass (activation checkpointing).
+
+    transformers' own layer checkpointing drops the cache (`cache=None`), which holds the memory here, so
+    each layer's forward is wrapped instead: the layer reads its cache layer's state, and the recompute
+    first puts back the state that the first call read (the first call has replaced it by then). The new
+    state leaves the checkpointed call through the cache and keeps its autograd graph.
+    """
+    if not enabled:
+        yield
+        return
+    for layer in layers:
+        layer.forward = functools.partial(_checkpointed_call, type(layer).forward.__get__(layer))
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward
+
+
+def _checkpointed_call(forward, hidden_states, *args, **kwargs):
+    cache = kwargs.get("cache")
+    if not isinstance(cache, InfiniCache):
+        return forward(hidden_states, *args, **kwargs)
+    cache_layer = cache.layers[forward.__self__.self_attn.layer_idx]
+    read = (cache_layer.state, cache_layer.seen, cache_layer.is_initialized)
+
+    def body(hidden):
+        cache_layer.state, cache_layer.seen, cache_layer.is_initialized = read
+        return forward(hidden, *args, **kwargs)
+
+    return checkpoint(body, hidden_states, use_reentrant=False)
+
+
+def _identity(hidden: torch.Tensor) -> torch.Tensor:
+    return hidden
 
 
 class HFSource:

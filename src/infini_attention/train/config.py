@@ -36,8 +36,14 @@ class TrainConfig:
     min_lr_ratio: float = 0.1  # cosine decay floor, as a fraction of lr
     clip: float = 1.0  # gradient-norm clipping (0 = off)
     gradient_checkpointing: bool = False  # recompute each segment in the backward pass
+    # --from-hf models: recompute each decoder layer in the backward pass instead (one layer's activations at a
+    # time: the least memory, for about one more forward pass); overrides --gradient-checkpointing
+    layer_checkpointing: bool = False
     detach_every: int | None = None  # truncate BPTT every k segments (None = through all segments)
     bf16: bool = False  # bfloat16 autocast (the memory stays float32)
+    # the loss over the vocabulary this many labelled tokens at a time, from the final hidden states, without the
+    # whole (tokens x vocab) float32 logits (train/loss.py; models with an `output_head`); 0 = from the full logits
+    loss_chunk: int = 512
     eval_every: int = 100  # steps between evaluations (0 = never)
     save_every: int = 100  # steps between checkpoints
     out: str = "runs/out/run"  # output folder: checkpoint/, metrics.jsonl, train_config.json
@@ -106,7 +112,7 @@ class TrainConfig:
         number("stretch_max", 1)
         for name in ("batch_size", "grad_accum", "save_every", "seq_len", "min_len"):
             number(name, 1, integer=True)
-        for name in ("steps", "warmup_steps", "eval_every", "eval_keys", "length_curriculum_steps"):
+        for name in ("steps", "warmup_steps", "eval_every", "eval_keys", "length_curriculum_steps", "loss_chunk"):
             number(name, 0, integer=True)
         if self.task in ("passkey", "copy") and self.min_len > self.seq_len:
             raise ValueError(f"--min-len {self.min_len} is longer than --seq-len {self.seq_len}")
@@ -128,6 +134,10 @@ class TrainConfig:
                 raise ValueError(
                     f"--model {key}: no such model field" + (f" (did you mean {close[0]}?)" if close else "")
                 )
+        if self.layer_checkpointing and not self.from_hf:
+            raise ValueError(
+                "--layer-checkpointing is for --from-hf models; use --gradient-checkpointing (per segment)"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
 

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from infini_attention.models import InfiniTransformer
 from infini_attention.models.protocol import model_source
@@ -35,6 +34,7 @@ from infini_attention.train.checkpointing import (
 )
 from infini_attention.train.config import TrainConfig
 from infini_attention.train.distributed import Distributed
+from infini_attention.train.loss import chunked_cross_entropy, cross_entropy
 from infini_attention.train.stretch import forward_with_write_weights
 from infini_attention.train.tasks import build_task
 
@@ -121,9 +121,14 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over labelled positions (labels != -100) and their count."""
-    count = int((labels != -100).sum())
-    loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
-    return loss, count
+    return cross_entropy(logits, labels)
+
+
+def output_head(model: torch.nn.Module, cfg: TrainConfig) -> torch.nn.Linear | None:
+    """The model's output projection when the loss is chunked (--loss-chunk > 0 and the model returns its
+    hidden states, `output_head` without bias); None: the loss is taken from the full logits."""
+    head = getattr(model, "output_head", None) if cfg.loss_chunk else None
+    return head if isinstance(head, torch.nn.Linear) and head.bias is None else None
 
 
 class TrainingInterrupted(Exception):
@@ -163,10 +168,13 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, dist
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = build_model(cfg, resume).to(device)
-    optimizer = torch.optim.AdamW(parameter_groups(model, cfg), betas=(0.9, 0.95), eps=1e-8)
+    # fused: one kernel over all parameters, without foreach's full-size temporaries (docs/performance.md, table 7)
+    fused = device.type in ("cpu", "cuda")
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg), betas=(0.9, 0.95), eps=1e-8, fused=fused)
     tags = parameter_tags(model)
     sharpness_scales = [p for p in model.parameters() if tags.get(id(p), {}).get("lr") == "sharpness"]
     gate_params = model.gate_parameters()  # found once, read every step
+    head = output_head(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     step = 0
     if dist.is_main:  # after a crash during a save: the newest complete copy, under its own name
@@ -239,13 +247,19 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, overwrite: bool, dist
                     dist.no_sync_unless(wrapped, last_micro),
                     torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16),
                 ):
-                    options = {"gradient_checkpointing": cfg.gradient_checkpointing, "detach_every": cfg.detach_every}
+                    checkpointing = "layer" if cfg.layer_checkpointing else cfg.gradient_checkpointing
+                    options = {"gradient_checkpointing": checkpointing, "detach_every": cfg.detach_every}
+                    if head is not None:
+                        options["output_hidden"] = True  # the model's last hidden states, not its logits
                     weights = batches[micro].write_weights
                     if weights is None:
-                        logits, _ = wrapped(ids, **options)
+                        output, _ = wrapped(ids, **options)
                     else:
-                        logits, _ = forward_with_write_weights(model, ids, weights, **options)
-                    loss, _ = loss_fn(logits, labels)
+                        output, _ = forward_with_write_weights(model, ids, weights, **options)
+                    if head is None:
+                        loss, _ = loss_fn(output, labels)
+                    else:
+                        loss, _ = chunked_cross_entropy(output, head.weight, labels, cfg.loss_chunk)
                     (loss * dist.world_size / max(step_count, 1.0)).backward()  # DDP averages over ranks
                 loss_sum, tokens = loss_sum + loss.item(), tokens + ids.numel()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip > 0 else float("inf"))
