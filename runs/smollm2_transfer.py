@@ -9,6 +9,8 @@ the original model's own full attention, layer by layer (src/infini_attention/hf
     OMP_NUM_THREADS=1 python runs/smollm2_transfer.py train --source gguf:default --segment-len 256 \\
         --context 2048 --contexts 4 --steps 40 --feature-map hedgehog --out runs/out/transfer/hedgehog
     OMP_NUM_THREADS=1 python runs/smollm2_transfer.py eval --out runs/out/transfer/hedgehog --tokens 8192
+    OMP_NUM_THREADS=1 python runs/smollm2_transfer.py export --out runs/out/transfer/hedgehog
+    OMP_NUM_THREADS=1 infini eval ruler --model runs/out/transfer/hedgehog/converted --lengths 2000 4000
 
 `train` (1) runs the original model once over N contexts of KJV text (Genesis held out, as in
 runs/smollm2.py) and stores every layer's attention input and output (bf16, OUT/teacher.safetensors;
@@ -19,7 +21,9 @@ teacher's, past the first segment; (3) after every layer writes the trained para
 per-layer errors, wall times). `--resume` picks up after the last finished layer (and reuses the
 stored teacher activations). `eval` reads Genesis through the plain converted model (the paper's
 σ = ELU + 1, gate 0.5) and through the transferred one, memory on vs memory reset, by position
-bucket (infini_attention.eval.perplexity), into OUT/eval.json.
+bucket (infini_attention.eval.perplexity), into OUT/eval.json. `export` writes the transferred model as
+an ordinary converted transformers folder (OUT/converted: its config records the feature map; the
+tokenizer comes along), which every evaluation loads (`infini eval ruler --model OUT/converted`).
 """
 
 from __future__ import annotations
@@ -331,6 +335,48 @@ def evaluate(args) -> None:
     (out / "eval.json").write_text(json.dumps(results, indent=1) + "\n")
 
 
+def export(args) -> None:
+    """The converted model with the transferred parameters -> an ordinary converted transformers folder
+    (config with the feature map, weights, and the source's tokenizer), then reloaded as the evaluations
+    load it (eval/models.py:load_eval_model) to check that it gives the same logits."""
+    from infini_attention.eval.models import load_eval_model
+    from infini_attention.hf.training import HFTrainingModel
+    from infini_attention.hf.transfer import convert_for_transfer, load_transfer, read_manifest
+
+    out = Path(args.out)
+    folder = Path(args.to) if args.to else out / "converted"
+    if (folder / "config.json").is_file() and not args.overwrite:
+        raise SystemExit(f"{folder} already holds a model: pass --overwrite to replace it")
+    manifest = read_manifest(out)
+    settings, run = manifest["settings"], manifest["run"]
+    started = time.perf_counter()
+    original, tokenizer = load_original(run["source"])
+    model = convert_for_transfer(original, beta_init=run["beta_init"], **settings).eval()
+    load_transfer(model, out)
+    wrapped = HFTrainingModel(model, tokenizer, source=run["source"])
+    wrapped.save_pretrained(folder)  # weights + config, and the tokenizer's files when the source has one
+    provenance = {"transfer": str(out), "run": run, "settings": settings, "summary": manifest.get("summary")}
+    (folder / "transfer.json").write_text(json.dumps(provenance, indent=1) + "\n")
+    saved_s = time.perf_counter() - started
+    vocab = model.config.vocab_size  # any ids will do: the check is that the folder computes the same function
+    ids = torch.randint(0, vocab, (1, 2 * settings["segment_len"] + 37), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+        loaded = load_eval_model(str(folder)) if tokenizer is not None else None
+        again = (loaded.model.hf if loaded else HFTrainingModel.load(str(folder)).eval().hf)(input_ids=ids).logits
+    diff = (again - expected).abs().max().item()
+    size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+    tokenizer_note = "saved" if tokenizer is not None else "none: the source has none"
+    log(
+        out,
+        f"exported to {folder} ({settings['feature_map']}, {size:.0f} MiB, tokenizer {tokenizer_note}) "
+        f"in {saved_s:.0f} s; "
+        f"reloaded: max |logit difference| over {ids.shape[1]} tokens {diff:.2e}",
+    )
+    if diff > 1e-4:
+        raise SystemExit(f"the reloaded model differs from the exported one by {diff}")
+
+
 def brief(result: dict) -> str:
     buckets = "; ".join(f"{b['bucket']}: {b['ppl']:.2f} / reset {b['ppl_reset']:.2f}" for b in result["buckets"])
     return f"ppl {result['ppl']:.2f} / reset {result['ppl_reset']:.2f} ({buckets}), {result['seconds']:.0f} s"
@@ -375,10 +421,14 @@ def main() -> None:
     e.add_argument("--device", default="cpu")
     e.add_argument("--bf16", action="store_true")
     e.add_argument("--no-plain", action="store_true", help="skip the plain converted model")
+    x = sub.add_parser("export", help="converted model + transfer artifact -> a converted transformers folder")
+    x.add_argument("--out", default="runs/out/transfer", help="the transfer run's folder")
+    x.add_argument("--to", default=None, help="the converted folder to write (default: OUT/converted)")
+    x.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     if "OMP_NUM_THREADS" not in os.environ and args.device == "cpu":
         print("note: OMP_NUM_THREADS is not set", file=sys.stderr)
-    {"train": train, "eval": evaluate}[args.command](args)
+    {"train": train, "eval": evaluate, "export": export}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def _install(model, family: _Family, settings: InfiniSettings) -> None:
             rule=settings.rule,
             beta_init=settings.beta_init,
             rope=rope,
-            **settings.variants(),
+            **settings.layer_options(),
         )
     # from_pretrained initialises what a checkpoint lacks module by module, with the _init_weights of the
     # nearest PreTrainedModel: for the gates that is the inner `model`, whose class does not know them.
@@ -252,8 +252,9 @@ def convert(model, segment_len: int, rule: str = "delta", beta_init: float = 0.0
     """Turn a pretrained LlamaForCausalLM, Qwen2ForCausalLM or MistralForCausalLM into Infini-attention, in place.
 
     Every attention module is replaced by one that keeps the original q/k/v/o projections and adds
-    a gate logit per head (eq 10) set to `beta_init`. variants: key_shift=S, query_shift=S,
-    sharpness=True (off by default; each starts as the paper's layer). Returns the same object, now an
+    a gate logit per head (eq 10) set to `beta_init`. variants: feature_map="hedgehog" | "sharpness"
+    (default "elu1", the paper's σ), key_shift=S, query_shift=S, sharpness=True (the older spelling of
+    feature_map="sharpness"); each is off by default and starts as the paper's layer. Returns the same object, now an
     `Infini*ForCausalLM` whose config holds `infini_attention = {segment_len, rule, beta_init, ...}`.
     Until the model is fine-tuned its memory reads are untrained; `force_local_gate` turns them off.
     """

@@ -4,7 +4,7 @@ in the config under `infini_attention`), and how each supported family's attenti
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from infini_attention.layers.attention import check_memory_options
 
@@ -16,8 +16,11 @@ class InfiniSettings:
     segment_len: int  # N: tokens per segment of local attention and memory update
     rule: str = "delta"  # memory update: "linear" (eq 8), "delta" (eq 9) or the "deltanet" variant
     beta_init: float = 0.0  # initial gate logit of eq 10 (0: gate 0.5, where it learns fastest)
+    # σ of the memory path (modules/feature_maps.py): "elu1" (the paper's), or the variants "sharpness"
+    # and "hedgehog" (a learned map, trained by attention transfer: hf/transfer.py)
+    feature_map: str = "elu1"
     # variants, off by default (layers/attention.py, ops/infini/README.md): previous-token taps on the
-    # memory's keys and queries, and a learned scale inside sigma
+    # memory's keys and queries, and a learned scale inside sigma (the older spelling of feature_map="sharpness")
     key_shift: int = 0
     query_shift: int = 0
     sharpness: bool = False
@@ -31,18 +34,31 @@ class InfiniSettings:
             or not math.isfinite(self.beta_init)
         ):
             raise ValueError(f"beta_init must be a finite number, got {self.beta_init!r}")
-        check_memory_options(self.rule, self.key_shift, self.query_shift, self.sharpness)
+        if not isinstance(self.feature_map, str):
+            raise ValueError(f"feature_map must be a feature map's name, got {self.feature_map!r}")
+        # the default "elu1" beside sharpness=True means the older spelling of feature_map="sharpness"
+        named = None if self.feature_map == "elu1" else self.feature_map
+        feature_map = check_memory_options(self.rule, self.key_shift, self.query_shift, self.sharpness, named)
+        object.__setattr__(self, "feature_map", feature_map)  # one spelling of each map from here on
+        object.__setattr__(self, "sharpness", feature_map == "sharpness")
 
     def variants(self) -> dict:
         """The layer keyword arguments of the variants that are on."""
         names = ("key_shift", "query_shift", "sharpness")
         return {name: getattr(self, name) for name in names if getattr(self, name)}
 
+    def layer_options(self) -> dict:
+        """The layer keyword arguments beyond segment_len, rule and beta_init: feature map and variants."""
+        return {"feature_map": self.feature_map, **self.variants()}
+
     def to_dict(self) -> dict:
+        """What the config records; the paper's σ is the default and is left out, like the variants that are off."""
+        map_entry = {} if self.feature_map == "elu1" else {"feature_map": self.feature_map}
         return {
             "segment_len": self.segment_len,
             "rule": self.rule,
             "beta_init": float(self.beta_init),
+            **map_entry,
             **self.variants(),
         }
 
@@ -53,7 +69,7 @@ class InfiniSettings:
             raise ValueError(
                 f"config has no {CONFIG_KEY!r} entry: this is not a converted model; use infini_attention.hf.convert"
             )
-        unknown = set(data) - {"segment_len", "rule", "beta_init", "key_shift", "query_shift", "sharpness"}
+        unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown {CONFIG_KEY} settings {sorted(unknown)}")
         return cls(**data)

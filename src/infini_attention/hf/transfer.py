@@ -8,6 +8,8 @@ model's own full attention, layer by layer, without back-propagating through the
     params = select_parameters(attn, ("gate", "feature", "shift"))
     metrics = train_layer(attn, [teacher.layer(i, c) for c in range(teacher.contexts)], params, steps=50)
     save_transfer(model, "out", manifest={...});  load_transfer(fresh_converted_model, "out")
+    model.save_pretrained("converted")   # an ordinary converted folder: its config records the feature map,
+                                         # load_converted / HFTrainingModel.load / load_eval_model read it
 
 What is matched: the attention module's output AFTER o_proj, i.e. exactly what the decoder layer adds
 to its residual stream. The converted layer keeps the original o_proj, so matching there lets o_proj
@@ -27,6 +29,7 @@ forcing), never from the converted model's, so they can run in any order or in p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -40,7 +43,7 @@ from torch import nn
 
 from infini_attention.hf.attention import InfiniHFAttention
 from infini_attention.hf.modeling import convert
-from infini_attention.layers.attention import check_memory_options
+from infini_attention.hf.settings import CONFIG_KEY
 from infini_attention.modules import feature_map_module
 
 ARTIFACT = "transfer.safetensors"
@@ -181,7 +184,7 @@ def student_inputs(converted_model, ids: torch.Tensor, teacher: Teacher) -> Teac
 
 
 # ---------------------------------------------------------------------------------------------------
-# The converted layers: feature maps the conversion settings do not record yet, and what is trained
+# The converted layers and what is trained
 
 
 def infini_layers(model) -> list[InfiniHFAttention]:
@@ -192,18 +195,18 @@ def infini_layers(model) -> list[InfiniHFAttention]:
 
 
 def install_feature_map(model, name: str) -> None:
-    """Give every converted layer a fresh feature-map module `name` (modules/feature_maps.py), in place.
-
-    The Hugging Face conversion settings (hf/settings.py) record rule and token shifts but not the
-    feature map, so a transferred model is rebuilt as convert(...) + install_feature_map(...) +
-    load_transfer(...), from the manifest.
-    """
+    """Give every converted layer a fresh feature-map module `name` (modules/feature_maps.py), in place,
+    and record it in the model's conversion settings (config `infini_attention`), so that
+    `save_pretrained` writes a folder that loads back with the same map. Layers that have it keep theirs."""
+    settings = dataclasses.replace(model.infini_settings, feature_map=name, sharpness=False)  # validates name
     for attn in infini_layers(model):
-        name = check_memory_options(attn.rule, attn.key_shift, attn.query_shift, feature_map=name)
-        if attn.feature_map.name != name:
+        if attn.feature_map.name != settings.feature_map:
             device = attn.q_proj.weight.device
-            attn.feature_map = feature_map_module(name, attn.num_key_value_heads, attn.head_dim, device=device)
-            attn.sharpness = name == "sharpness"
+            attn.feature_map = feature_map_module(
+                settings.feature_map, attn.num_key_value_heads, attn.head_dim, device=device
+            )
+            attn.sharpness = settings.sharpness
+    setattr(model.config, CONFIG_KEY, settings.to_dict())
 
 
 def convert_for_transfer(
@@ -215,11 +218,11 @@ def convert_for_transfer(
     key_shift: int = 0,
     query_shift: int = 0,
 ):
-    """convert(...) in place, with the feature map installed; returns the converted model."""
+    """convert(...) in place with these settings (shifts of 0 left out); returns the converted model."""
     variants = {name: v for name, v in (("key_shift", key_shift), ("query_shift", query_shift)) if v}
-    model = convert(original_model, segment_len=segment_len, rule=rule, beta_init=beta_init, **variants)
-    install_feature_map(model, feature_map)
-    return model
+    return convert(
+        original_model, segment_len=segment_len, rule=rule, beta_init=beta_init, feature_map=feature_map, **variants
+    )
 
 
 def select_parameters(attn: InfiniHFAttention, parts: Sequence[str] = DEFAULT_PARTS) -> dict[str, list[nn.Parameter]]:
