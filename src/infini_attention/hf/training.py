@@ -50,7 +50,7 @@ from infini_attention.models.transformer import (
 from infini_attention.state import ModelState
 
 # the --model fields that apply to a Hugging Face model (InfiniSettings)
-SETTINGS = ("segment_len", "rule", "beta_init", "key_shift", "query_shift", "sharpness")
+SETTINGS = ("segment_len", "rule", "beta_init", "key_shift", "query_shift", "sharpness", "feature_map")
 GGUF_PREFIX = "gguf:"
 
 
@@ -74,6 +74,7 @@ class ModelView:
     key_shift: int = 0  # variants (InfiniSettings)
     query_shift: int = 0
     sharpness: bool = False
+    feature_map: str = "elu1"  # the memory's feature map (elu1 = the paper's σ)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -155,6 +156,7 @@ def _view(spec: str, config, settings: InfiniSettings, architecture: str) -> Mod
         tie_embeddings=bool(getattr(text, "tie_word_embeddings", False)),
         architecture=architecture,
         source=spec,
+        feature_map=settings.feature_map,
         **settings.variants(),
     )
 
