@@ -78,7 +78,16 @@ def run(args) -> int:
     overrides = {"segment_len": args.segment_len} if args.segment_len else {}
     em = load_eval_model(args.model, args.tokenizer, **overrides)
     ablation = False if args.no_ablation else (parse_count(args.ablation_up_to) if args.ablation_up_to else True)
-    rows = ruler.evaluate_ruler(em, tasks, lengths, args.samples, ablation=ablation, seed=args.seed, haystack=haystack)
+    done = []
+
+    def keep(row):  # every finished cell is on disk at once: a crash or Ctrl-C loses only the cell under way
+        done.append(row)
+        if args.out:
+            ruler.save_json(done, Path(args.out).with_suffix(".json"), extra={"model": args.model, "partial": True})
+
+    rows = ruler.evaluate_ruler(
+        em, tasks, lengths, args.samples, ablation=ablation, seed=args.seed, haystack=haystack, on_row=keep
+    )
     print(ruler.format_table(rows))
     if args.out:
         out = Path(args.out)

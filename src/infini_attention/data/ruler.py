@@ -359,11 +359,14 @@ class CommonWords:
             context = []
             for i, w in enumerate(items):
                 context += builder.encode(f"{'' if i == 0 else ' '}{i + 1}. {w}")
-            if len(context) <= room or n_uncommon == 0:
+            if len(context) <= room:
                 break
-            n_uncommon = int(n_uncommon * 0.97)
-        if len(context) > room:
-            raise ValueError(f"length {length} is too short for cwe's {len(items)} list items")
+            if n_uncommon > 0:
+                n_uncommon = int(n_uncommon * 0.97)
+            elif repeats > self.uncommon_repeats + 2:  # numbers of 3-4 digits make items longer than estimated
+                repeats -= 1
+            else:
+                raise ValueError(f"length {length} is too short for cwe's {len(items)} list items")
         return RulerInstance(
             "",
             builder.prompt(CWE_TEMPLATE, CWE_ANSWER, context),
