@@ -8,29 +8,16 @@ import torch
 
 pytest.importorskip("transformers")
 
-from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from conftest import assert_close  # noqa: E402
+from hf_tiny import TINY_LLAMA, tiny_llama  # noqa: E402
 from infini_attention.hf import InfiniSettings, convert, load_converted  # noqa: E402
 from infini_attention.hf.training import HFTrainingModel  # noqa: E402
 from infini_attention.hf.transfer import infini_layers, install_feature_map  # noqa: E402
 
 N = 16  # segment length
 VOCAB = 128
-TINY = dict(
-    vocab_size=VOCAB,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=256,
-)
-
-
-def tiny_llama(seed: int = 0):
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(LlamaConfig(**TINY)).eval()
+TINY = TINY_LLAMA
 
 
 def trained_maps(model):

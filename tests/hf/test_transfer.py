@@ -6,9 +6,9 @@ import torch
 
 pytest.importorskip("transformers")
 
-from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 from conftest import assert_close  # noqa: E402
+from hf_tiny import TINY_LLAMA, tiny_llama  # noqa: E402
 from infini_attention.hf import force_local_gate  # noqa: E402
 from infini_attention.hf.transfer import (  # noqa: E402
     Teacher,
@@ -25,20 +25,8 @@ from infini_attention.hf.transfer import (  # noqa: E402
 )
 
 N = 16  # segment length
-TINY = dict(
-    vocab_size=128,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=256,
-)
-
-
-def original(seed: int = 0):
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(LlamaConfig(**TINY)).eval()
+TINY = TINY_LLAMA
+original = tiny_llama
 
 
 def ids(contexts=2, length=5 * N + 3, seed=1):
