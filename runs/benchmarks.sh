@@ -39,7 +39,7 @@ for p in $PAGES; do
         --tasks niah_single_1 niah_single_2 niah_multikey_1 vt --haystack "$PROSE" --lengths 1000 4000 --samples 4 ;;
     babilong-smollm2)
       page $p infini eval babilong --model gguf:default --segment-len 1024 --generate --haystack "$PROSE" --tasks qa1 qa2 qa3 \
-        --lengths 0 1K 4K --samples 8 --no-progress ;;
+        --lengths 0 1K 4K --samples 4 --no-progress ;;
     *) echo "unknown page $p"; exit 2 ;;
   esac
 done

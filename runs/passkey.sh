@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=${OUT:-runs/out}
 STAGES=${STAGES:-"a b c d e f g h prose i j ship eval eval-prose"}
+LENGTHS=${LENGTHS:-"4000 4090 32000 128000 1000000"}  # 4090: a needle at depth 1 shares the question's segment
 VARIANT=${VARIANT:-shift}
 RULE=()  # stage b's memory rule when it is not the stage-a model's (linear)
 case $VARIANT in
@@ -110,15 +111,26 @@ for stage in $STAGES; do
       checkpoint="$OUT/$LAST/checkpoint"
       if [ "$VARIANT" = shift ]; then checkpoint=src/infini_attention/assets/passkey; fi
       for fmt in passkey ruler ruler-multikey; do
+        lengths=$LENGTHS
+        [ $fmt = ruler-multikey ] && lengths=${lengths/ 1000000/}  # at chance already at 4000 (E17)
         infini eval passkey --checkpoint "$checkpoint" --format $fmt --haystack "$PROSE/heldout.txt" \
-          --lengths 4000 32000 128000 1000000 --depths 0 0.5 1 --keys 8 --ablation-up-to 32000 --overwrite \
+          --lengths $lengths --depths 0 0.5 1 --keys 8 --ablation-up-to 32000 --overwrite \
           --out "docs/results/passkey$SUFFIX-prose-$fmt"
       done ;;
     eval)
       checkpoint="$OUT/$LAST/checkpoint"  # the shipped copy for the shift variant, so that the page names it
       if [ "$VARIANT" = shift ]; then checkpoint=src/infini_attention/assets/passkey; fi
-      infini eval passkey --checkpoint "$checkpoint" --lengths 4000 32000 128000 1000000 --depths 0 0.5 1 \
+      infini eval passkey --checkpoint "$checkpoint" --lengths $LENGTHS --depths 0 0.5 1 \
         --keys 8 --ablation-up-to 32000 --overwrite --out "docs/results/passkey$SUFFIX" ;;
+    eval-1m)  # 1M tokens, 4 instances per cell (a page each: ~10 min per format on 2 quiet cores)
+      checkpoint="$OUT/$LAST/checkpoint"
+      if [ "$VARIANT" = shift ]; then checkpoint=src/infini_attention/assets/passkey; fi
+      infini eval passkey --checkpoint "$checkpoint" --lengths 1000000 --depths 0 0.5 1 --keys 4 --no-ablation \
+        --overwrite --out "docs/results/passkey$SUFFIX-1m"
+      for fmt in passkey ruler; do
+        infini eval passkey --checkpoint "$checkpoint" --format $fmt --haystack "$PROSE/heldout.txt" \
+          --lengths 1000000 --depths 0 0.5 1 --keys 4 --no-ablation --overwrite --out "docs/results/passkey$SUFFIX-prose-$fmt-1m"
+      done ;;
     ship)  # the last stage's weights twice: assets/passkey-e17 (the linear rule, as trained) and assets/passkey, read
            # with the linear-causal rule (ops/infini/causal.py; runs/EXPERIMENTS.md, session 5: no retraining)
       [ "$VARIANT" = shift ] || { echo "only the key_shift model is shipped"; continue; }
