@@ -22,9 +22,16 @@ def prefill(
     *,
     progress: bool = False,
     block_len: int | None = None,
+    reset_memory: bool = False,
+    on_block=None,
 ) -> tuple[torch.Tensor, ModelState]:
-    """Read a prompt (batch, length) of any length; returns the last position's logits (batch, vocab) and the state."""
-    block_len = block_len or 16 * model.config.segment_len
+    """Read a prompt (batch, length) of any length; returns the last position's logits (batch, vocab) and the state.
+
+    reset_memory: the memory ablation of the evaluations: every compressive memory is emptied at each
+    segment boundary (the prompt is then read one segment per call), so that the local attention alone
+    sees anything. on_block(tokens): called after each block with the number of token ids it held.
+    """
+    block_len = model.config.segment_len if reset_memory else block_len or 16 * model.config.segment_len
     length = input_ids.shape[1]
     bar = None
     if progress:
@@ -35,8 +42,11 @@ def prefill(
     for start in range(0, length, block_len):
         block = input_ids[:, start : start + block_len]
         logits, state = model(block, state, logits_to_keep=1)
+        state = _reset_at_boundary(model, state, reset_memory)
         if bar is not None:
             bar.update(block.shape[1])
+        if on_block is not None:
+            on_block(block.numel())
     if bar is not None:
         bar.close()
     if logits is None:
@@ -45,10 +55,21 @@ def prefill(
 
 
 @torch.no_grad()
-def decode_one_token(model, token: torch.Tensor, state: ModelState) -> tuple[torch.Tensor, ModelState]:
-    """Feed one token per sequence (batch,) and return the next-token logits (batch, vocab)."""
+def decode_one_token(
+    model, token: torch.Tensor, state: ModelState, *, reset_memory: bool = False
+) -> tuple[torch.Tensor, ModelState]:
+    """Feed one token per sequence (batch,) and return the next-token logits (batch, vocab).
+
+    reset_memory: the ablation of `prefill`, continued while decoding."""
     logits, state = model(token[:, None], state)
-    return logits[:, -1], state
+    return logits[:, -1], _reset_at_boundary(model, state, reset_memory)
+
+
+def _reset_at_boundary(model, state: ModelState, reset_memory: bool) -> ModelState:
+    """The state with every memory emptied when `reset_memory` and a segment has just been written."""
+    if reset_memory and state.position % model.config.segment_len == 0:
+        return model.reset_memory(state)
+    return state
 
 
 def sample(

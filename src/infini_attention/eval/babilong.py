@@ -26,8 +26,8 @@ What is adapted, and why:
 - Tasks without a label set (qa8, qa11-qa20) count the target appearing in the answer's first
   sentence (the reference has no rule for them).
 
-Each prompt streams through the model with its state carried (`eval/models.py`: `stream_prompt`,
-`greedy_continue`). The memory ablation runs the same prompts with every compressive memory
+Each prompt streams through the model with its state carried (`generate.prefill`,
+`eval/models.py:greedy_continue`). The memory ablation runs the same prompts with every compressive memory
 emptied at each segment boundary.
 """
 
@@ -40,8 +40,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 from infini_attention.data.babi import Record, length_value
-from infini_attention.eval.models import EvalModel, greedy_continue, stream_prompt
+from infini_attention.eval.models import EvalModel, greedy_continue
 from infini_attention.eval.passkey_report import describe_model
+from infini_attention.generate import prefill
 from infini_attention.utils import format_count
 
 DEFAULT_TEMPLATE = (
@@ -262,12 +263,12 @@ def evaluate_babilong(
                 if bar is not None:
                     bar.set_description(f"babilong {record.task} {record.length}{' memory reset' if reset else ''}")
                 x = torch.tensor([ids], dtype=torch.long, device=device)
-                last, state = stream_prompt(
+                last, state = prefill(
                     model,
                     x,
-                    chunk_segments=chunk_segments,
+                    block_len=chunk_segments * model.config.segment_len,
                     reset_memory=reset,
-                    progress=bar.update if bar is not None else None,
+                    on_block=bar.update if bar is not None else None,
                 )
                 out = greedy_continue(model, last, state, max_new_tokens, em.stop_ids, reset_memory=reset)[0]
                 text = em.tokenizer.decode(out)

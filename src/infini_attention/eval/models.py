@@ -97,35 +97,12 @@ def load_eval_model(spec: str, tokenizer: str | None = None, device: str = "cpu"
     return EvalModel(model, tok, spec)
 
 
-def stream_prompt(model, ids, state=None, *, chunk_segments: int = 16, reset_memory: bool = False, progress=None):
-    """Feed (batch, length) prompt ids through the model chunk by chunk; (last logits (batch, vocab), state).
-
-    reset_memory: the ablation, every compressive memory emptied at each segment boundary (the
-    local attention still sees its own segment), so that whatever is found is not found through
-    the memory."""
-    import torch
-
-    n = model.config.segment_len
-    chunk = n if reset_memory else n * chunk_segments
-    logits = None
-    with torch.no_grad():
-        for start in range(0, ids.shape[1], chunk):
-            piece = ids[:, start : start + chunk]
-            logits, state = model(piece, state, logits_to_keep=1)
-            if reset_memory and state.position % n == 0:
-                state = model.reset_memory(state)
-            if progress is not None:
-                progress(piece.numel())
-    return logits[:, -1], state
-
-
 def greedy_continue(
     model, last_logits, state, max_new_tokens: int, stop_ids=(), *, reset_memory: bool = False
 ) -> list[list[int]]:
-    """Greedy tokens after a streamed prompt, per batch row, each cut at its first stop id (not included)."""
-    import torch
-
-    from infini_attention.generate import sample
+    """Greedy tokens after a prompt read by `generate.prefill`, per batch row, each cut at its first stop id
+    (not included); reset_memory continues prefill's ablation."""
+    from infini_attention.generate import decode_one_token, sample
 
     rows = [[] for _ in range(last_logits.shape[0])]
     done = [False] * len(rows)
@@ -140,9 +117,5 @@ def greedy_continue(
                     rows[b].append(t)
         if all(done) or step + 1 == max_new_tokens:
             break
-        with torch.no_grad():
-            out, state = model(token[:, None], state)
-        if reset_memory and state.position % model.config.segment_len == 0:
-            state = model.reset_memory(state)
-        logits = out[:, -1]
+        logits, state = decode_one_token(model, token, state, reset_memory=reset_memory)
     return rows

@@ -18,7 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from infini_attention.data.ruler import Wrapper, make_instance, string_match_all
-from infini_attention.eval.models import EvalModel, greedy_continue, stream_prompt
+from infini_attention.eval.models import EvalModel, greedy_continue
+from infini_attention.generate import prefill
 from infini_attention.utils import format_bytes, format_count, rss_bytes
 
 
@@ -54,7 +55,7 @@ def evaluate_cell(
     for i in range(samples):
         inst = make_instance(task, em.tokenizer, length, instance_seed(seed, task, length, i), haystack, wrapper)
         ids = torch.tensor([inst.prompt_ids], dtype=torch.long)
-        logits, state = stream_prompt(em.model, ids, reset_memory=reset_memory, progress=progress)
+        logits, state = prefill(em.model, ids, reset_memory=reset_memory, on_block=progress)
         out = greedy_continue(em.model, logits, state, inst.tokens_to_generate, em.stop_ids, reset_memory=reset_memory)[
             0
         ]
