@@ -79,7 +79,7 @@ def test_the_needle_haystack_is_made_of_needles_and_the_asked_key_is_unique():
     asked = inst.meta["keys"][0]
     assert [v for _, k, v in found if k == asked] == inst.outputs
     context = text(inst).split("\n")[1]
-    assert context.replace(" ", "") == "".join(NEEDLE.format(type_v=t, key=k, value=v) for t, k, v in found).replace(
+    assert context.replace(" ", "") == "".join(NEEDLE.format(kind=t, key=k, value=v) for t, k, v in found).replace(
         " ", ""
     )
     keys3 = needles(text(make_instance("niah_multikey_3", TOK, 4000, 2)))

@@ -75,7 +75,25 @@ def word_key(rng: random.Random, words: list[str]) -> str:
     """A RULER-style word key: one word, or two joined by a hyphen (RULER's "adjective-noun")."""
     if rng.random() < 0.5:
         return rng.choice(words)
+    return word_pair(rng, words)
+
+
+def word_pair(rng: random.Random, words: list[str]) -> str:
+    """RULER's "adjective-noun" key or value: two words of the list joined by a hyphen."""
     return f"{rng.choice(words)}-{rng.choice(words)}"
+
+
+def random_uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def needle_value(rng: random.Random, kind: str, words: list[str], digits: int = 7, doubled: bool = False) -> str:
+    """A RULER needle's value of a kind: "numbers" (`digits` digits), "words" (a word pair) or "uuids"."""
+    if kind == "words":
+        return word_pair(rng, words)
+    if kind == "uuids":
+        return random_uuid(rng)
+    return random_key(rng, digits, doubled)
 
 
 DEFAULT_WORDS = (
@@ -102,13 +120,6 @@ class RulerNeedle:
     multikey = False
     kind = "numbers"  # of the values: numbers, words or uuids
 
-    def value(self, rng: random.Random, digits: int, doubled: bool, words: list[str]) -> str:
-        if self.kind == "words":
-            return f"{rng.choice(words)}-{rng.choice(words)}"
-        if self.kind == "uuids":
-            return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        return random_key(rng, digits, doubled)
-
     def draw(self, rng: random.Random, needles: int, digits: int, doubled=False, words=None, ask=None) -> Prompt:
         words = words or DEFAULT_WORDS
         if needles > 1 and not self.multikey:
@@ -118,7 +129,7 @@ class RulerNeedle:
             name = word_key(rng, words)
             if name not in names:
                 names.append(name)
-        values = [self.value(rng, digits, doubled, words) for _ in range(needles)]
+        values = [needle_value(rng, self.kind, words, digits, doubled) for _ in range(needles)]
         ask = rng.randrange(needles) if ask is None else ask
         texts = [self.NEEDLE.format(kind=self.kind, key=n, value=v) for n, v in zip(names, values)]
         question = self.QUESTION.format(kind=self.kind, key=names[ask])

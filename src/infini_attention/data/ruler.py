@@ -36,20 +36,19 @@ from __future__ import annotations
 import math
 import random
 import string
-import uuid
 from dataclasses import dataclass, field
 
-from infini_attention.data.formats import DEFAULT_WORDS, random_key
+from infini_attention.data.formats import DEFAULT_WORDS, RulerNeedle, needle_value, random_uuid, word_pair
 from infini_attention.data.haystack import FILLER, RepeatedFiller, TextHaystack
 from infini_attention.data.tokenizers import Tokenizer
 
 NIAH_TEMPLATE = (
-    "Some special magic {type_v} are hidden within the following text. Make sure to memorize it. "
-    "I will quiz you about the {type_v} afterwards.\n{context}\n"
-    "What are all the special magic {type_v} for {query} mentioned in the provided text?"
+    "Some special magic {kind} are hidden within the following text. Make sure to memorize it. "
+    "I will quiz you about the {kind} afterwards.\n{context}\n"
+    "What are all the special magic {kind} for {query} mentioned in the provided text?"
 )
-NIAH_ANSWER = " The special magic {type_v} for {query} mentioned in the provided text are"
-NEEDLE = "One of the special magic {type_v} for {key} is: {value}."
+NIAH_ANSWER = " The special magic {kind} for {query} mentioned in the provided text are"
+NEEDLE = RulerNeedle.NEEDLE.strip()  # "One of the special magic {kind} for {key} is: {value}."
 VT_TEMPLATE = (
     "Memorize and track the chain(s) of variable assignment hidden in the following text.\n\n{context}\n"
     "Question: Find all variables that are assigned the value {query} in the text above."
@@ -156,20 +155,8 @@ class Builder:
         )
 
 
-def _word_pair(rng: random.Random, words: list[str]) -> str:
-    return f"{rng.choice(words)}-{rng.choice(words)}"
-
-
-def _value(rng: random.Random, kind: str, words: list[str]) -> str:
-    if kind == "numbers":
-        return random_key(rng, 7)
-    if kind == "words":
-        return _word_pair(rng, words)
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
 def _key(rng: random.Random, kind: str, words: list[str]) -> str:
-    return _word_pair(rng, words) if kind == "words" else str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    return word_pair(rng, words) if kind == "words" else random_uuid(rng)
 
 
 def _haystack_words(haystack) -> list[str]:
@@ -222,20 +209,20 @@ class Niah:
             k = _key(rng, self.key_kind, words)
             if k not in keys:
                 keys.append(k)
-        values = [[_value(rng, self.value_kind, words) for _ in range(self.needles_v)] for _ in keys]
+        values = [[needle_value(rng, self.value_kind, words) for _ in range(self.needles_v)] for _ in keys]
         needles = [(k, v) for k, vs in zip(keys, values) for v in vs]
         rng.shuffle(needles)
         asked = keys[: self.needles_q]
         query = asked[0] if len(asked) == 1 else ", ".join(asked[:-1]) + ", and " + asked[-1]
-        type_v = self.value_kind
-        fields = dict(type_v=type_v, query=query)
+        kind = self.value_kind
+        fields = dict(kind=kind, query=query)
         room = builder.budget(length, NIAH_TEMPLATE, NIAH_ANSWER, self.tokens_to_generate, **fields)
-        needle_ids = [builder.encode(" " + NEEDLE.format(type_v=type_v, key=k, value=v)) for k, v in needles]
+        needle_ids = [builder.encode(" " + NEEDLE.format(kind=kind, key=k, value=v)) for k, v in needles]
         room_hay = room - sum(len(n) for n in needle_ids)
         if room_hay < 0:
             raise ValueError(f"length {length} is too short for {len(needles)} needles")
         if self.haystack_kind == "needle":
-            pieces = self._needle_haystack(builder, rng, words, set(keys), room_hay, type_v)
+            pieces = self._needle_haystack(builder, rng, words, set(keys), room_hay, kind)
         else:
             pieces = _sentences(haystack if self.haystack_kind == "essay" else None, rng, builder, room_hay)
             pieces = _trim(pieces, room_hay)
@@ -250,13 +237,13 @@ class Niah:
             "", builder.prompt(NIAH_TEMPLATE, NIAH_ANSWER, context, **fields), outputs, self.tokens_to_generate, meta
         )
 
-    def _needle_haystack(self, builder, rng, words, taken, room, type_v) -> list[list[int]]:
+    def _needle_haystack(self, builder, rng, words, taken, room, kind) -> list[list[int]]:
         pieces, total = [], 0
         while total < room:
             k = _key(rng, self.key_kind, words)
             if k in taken:
                 continue
-            ids = builder.encode(" " + NEEDLE.format(type_v=type_v, key=k, value=_value(rng, self.value_kind, words)))
+            ids = builder.encode(" " + NEEDLE.format(kind=kind, key=k, value=needle_value(rng, self.value_kind, words)))
             pieces.append(ids)
             total += len(ids)
         return _trim(pieces, room)
