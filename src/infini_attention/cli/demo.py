@@ -46,9 +46,10 @@ def kv_cache_bytes(config, length: int, bytes_per_value: int = 2) -> int:
 
 
 def run(args) -> int:
-    from infini_attention.cli.eval import ablation_setting, checkpoint_tokenizer
+    from infini_attention.cli.eval import ablation_setting
     from infini_attention.data.tokenizers import get_tokenizer
     from infini_attention.eval import passkey
+    from infini_attention.eval.models import checkpoint_tokenizer
     from infini_attention.models.io import load_model
 
     if args.keys < 1:

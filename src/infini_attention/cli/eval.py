@@ -13,7 +13,7 @@ from pathlib import Path
 
 from infini_attention.cli.common import check_writable, refuse_overwrite
 from infini_attention.data.formats import FORMATS  # plain Python: --help stays fast
-from infini_attention.eval.models import checkpoint_tokenizer  # noqa: F401  (plain Python; cli.demo imports it here)
+from infini_attention.eval.models import checkpoint_tokenizer  # plain Python: --help stays fast
 from infini_attention.utils import format_bytes, format_count, parse_count
 
 HELP = "evaluate a model: passkey retrieval, long-document perplexity (ppl), RULER or BABILong"

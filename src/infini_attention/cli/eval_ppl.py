@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from infini_attention.eval.models import training_config  # plain Python: --help stays fast
 from infini_attention.utils import parse_count
 
 HELP = "long-document perplexity by position bucket, memory-reset ablation, gate values"
@@ -45,17 +46,6 @@ def add_arguments(p):
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", help="path prefix for OUT.json (results) and OUT.png (gate heatmap)")
-
-
-def training_config(folder: str | Path) -> dict:
-    """The TrainConfig fields of the run that wrote a model folder ({} for a folder from elsewhere)."""
-    folder = Path(folder)
-    for candidate in (folder / "train_config.json", folder.parent / "train_config.json"):
-        if candidate.exists():
-            return json.loads(candidate.read_text())
-    if (folder / "train_state.json").exists():
-        return json.loads((folder / "train_state.json").read_text()).get("train_config", {})
-    return {}
 
 
 def _run_name(folder: str) -> str:

@@ -40,17 +40,20 @@ class EvalModel:
         return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
 
 
-def checkpoint_tokenizer(folder: str | Path) -> str:
-    """The tokenizer a model folder was trained with (train_config.json beside it), else 'byte'."""
-    for candidate in (
-        Path(folder) / "train_config.json",
-        Path(folder).parent / "train_config.json",
-        Path(folder) / "train_state.json",
-    ):
+def training_config(folder: str | Path) -> dict:
+    """The TrainConfig fields of the run that wrote a model folder ({} for a folder from elsewhere)."""
+    folder = Path(folder)
+    for candidate in (folder / "train_config.json", folder.parent / "train_config.json"):
         if candidate.exists():
-            data = json.loads(candidate.read_text())
-            return data.get("tokenizer") or data.get("train_config", {}).get("tokenizer", "byte")
-    return "byte"
+            return json.loads(candidate.read_text())
+    if (folder / "train_state.json").exists():
+        return json.loads((folder / "train_state.json").read_text()).get("train_config", {})
+    return {}
+
+
+def checkpoint_tokenizer(folder: str | Path) -> str:
+    """The tokenizer a model folder was trained with (its training_config), else 'byte'."""
+    return training_config(folder).get("tokenizer") or "byte"
 
 
 def is_hf_spec(spec: str) -> bool:
