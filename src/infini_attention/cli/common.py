@@ -58,3 +58,19 @@ def missing_package_message(e: ImportError) -> str:
 def fail(command: str, message: str) -> int:
     print(f"infini {command}: error: {message}", file=sys.stderr)
     return 2
+
+
+# PyTorch's CPU kernels run on OpenMP (libgomp). Left alone, libgomp's threads spin for a while at the end of
+# every parallel region. With as many threads as cores and another job on one of them, each op waits for its
+# slowest thread. Measured (benchmarks/train_smollm2.py, 2 cores, one other busy job; docs/performance.md,
+# section 7): 83 tokens/s with libgomp's default, 285 with OMP_WAIT_POLICY=PASSIVE, 240 with one thread. So
+# every command asks for the passive policy unless the user chose one.
+def configure_threads(environ: dict | None = None) -> bool:
+    """Set OMP_WAIT_POLICY=PASSIVE unless it is set; True if it can still take effect.
+
+    libgomp reads the variable once, when torch loads it: call this before `import torch`
+    (`cli/main.py` does, for every command). The thread count is left to torch and OMP_NUM_THREADS.
+    """
+    environ = os.environ if environ is None else environ
+    environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return "torch" not in sys.modules

@@ -8,7 +8,7 @@ import signal
 import sys
 
 from infini_attention.cli import convert, demo, eval, stream, train
-from infini_attention.cli.common import fail, missing_package_message
+from infini_attention.cli.common import configure_threads, fail, missing_package_message
 
 COMMANDS = {"convert": convert, "demo": demo, "eval": eval, "stream": stream, "train": train}
 
@@ -29,8 +29,6 @@ USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, NotImplemente
 def main(argv: list[str] | None = None) -> int:
     """Every mistake ends in one line on stderr and exit code 2 (set INFINI_DEBUG=1 for the traceback)."""
     args = build_parser().parse_args(argv)
-    from infini_attention.train.threads import configure_threads
-
     configure_threads()  # before torch is imported: OpenMP threads sleep instead of spinning (docs/performance.md)
     stop_on_signals()
     try:

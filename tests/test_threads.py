@@ -1,6 +1,6 @@
-"""The trainer's OpenMP default (train/threads.py): passive waiting unless the user chose a policy."""
+"""The command line's OpenMP default (cli/common.py): passive waiting unless the user chose a policy."""
 
-from infini_attention.train.threads import configure_threads
+from infini_attention.cli.common import configure_threads
 
 
 def test_passive_unless_the_user_chose_a_policy():
