@@ -17,6 +17,8 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 
+import torch
+
 from infini_attention.data.ruler import Wrapper, make_instance, string_match_all
 from infini_attention.eval.models import EvalModel, greedy_continue
 from infini_attention.generate import prefill
@@ -46,11 +48,8 @@ def instance_seed(seed: int, task: str, length: int, i: int) -> int:
 def evaluate_cell(
     em: EvalModel, task: str, length: int, samples: int, *, seed=0, haystack=None, reset_memory=False, progress=None
 ) -> RulerRow:
-    wrapper = None
-    if em.chat_template:
-        wrapper = Wrapper.chat(em.tokenizer.tokenizer, em.tokenizer)
-    import torch
-
+    """The `samples` instances of one (task, length) cell, one at a time (RULER's lengths differ per instance)."""
+    wrapper = Wrapper.chat(em.tokenizer.tokenizer, em.tokenizer) if em.chat_template else None
     scores, answers, tokens, peak, start = [], [], 0, rss_bytes(), time.perf_counter()
     for i in range(samples):
         inst = make_instance(task, em.tokenizer, length, instance_seed(seed, task, length, i), haystack, wrapper)
