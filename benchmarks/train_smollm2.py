@@ -53,7 +53,7 @@ def _rss_peak_mib() -> float:
 def worker(path: str, args) -> dict:
     overrides, _, optimizer = PATHS[path]
     if not path.startswith("old"):  # what `infini train` does before it imports torch
-        from infini_attention.train.threads import configure_threads
+        from infini_attention.cli.common import configure_threads
 
         configure_threads()
     import torch
