@@ -13,10 +13,21 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPTS = ["layer_overhead", "scaling", "vs_full", "vs_peers", "bf16", "decoding", "profile_layer", "train_smollm2"]
+SCRIPTS = [
+    "layer_overhead",
+    "scaling",
+    "vs_full",
+    "vs_peers",
+    "bf16",
+    "decoding",
+    "profile_layer",
+    "train_smollm2",
+    "gpu",
+]
 NEEDS = {  # dev-only dependencies (requirements-dev.txt)
     "vs_peers": "infini_transformer_pytorch",
     "train_smollm2": "transformers",
+    "gpu": "transformers",  # its smollm2 section
 }
 
 
