@@ -30,9 +30,11 @@ MINI=(--preset small --model num_layers=2 --model hidden_size=128 --model head_d
       --model key_shift=$SHIFT)
 A=e4a${SUFFIX/-deltanet/}; B=e5-copy-${VARIANT}-curriculum; C=e6-passkey-$VARIANT; D=e7-passkey-$VARIANT-5k
 E=e12-passkey-stretch-taps; F=e13-passkey-stretch-1k; G=e14-passkey-doubled; H=e15-passkey-aligned
-I=e16-prose-formats; J=e17-prose-formats-2; PROSE=$OUT/prose
+I=e16-prose-formats$SUFFIX; J=e17-prose-formats-2$SUFFIX; PROSE=$OUT/prose
 LAST=$D  # the checkpoint that the ship and eval stages read
-if [ "$VARIANT" = shift ]; then LAST=$J; fi
+if [ "$VARIANT" != deltanet ]; then LAST=$J; fi
+I_FROM=$H  # stage i continues the filler model: the key_shift variant after its stages e-h, the paper's after d
+if [ "$VARIANT" = paper ]; then I_FROM=$D; fi
 # prose training: the paper filler 1 batch in 4, held-out prose for the training-time evaluation
 PROSE_ARGS=(--haystacks paper "$PROSE/train.txt" "$PROSE/train.txt" "$PROSE/train.txt"
             --eval-haystack "$PROSE/heldout.txt" --sharpness-lr 1e-2 --stretch-max 1024 --doubled-keys 0.5
@@ -99,12 +101,12 @@ for stage in $STAGES; do
         --eval-lengths 4096 1048576 --eval-keys 5 ;;
     prose)  # the prose haystacks: train.txt and heldout.txt split by document (~1 min)
       [ -f "$PROSE/train.txt" ] || python runs/tools/build_prose.py --out "$PROSE" --man-pages 1500 ;;
-    i)  # shift variant only: E15 continued on prose haystacks, four formats (~40 min, one thread)
-      [ "$VARIANT" = shift ] || { echo "stage i: the key_shift variant only"; continue; }
-      run_stage $I --task passkey --init-from "$OUT/$H/checkpoint" \
+    i)  # E15 (the paper's layer: its stage d) continued on prose haystacks, four formats (~40 min, one thread)
+      [ "$VARIANT" != deltanet ] || { echo "stage i: the key_shift and paper variants only"; continue; }
+      run_stage $I --task passkey --init-from "$OUT/$I_FROM/checkpoint" \
         --formats passkey paraphrase ruler ruler-multikey "${PROSE_ARGS[@]}" --steps 1000 --lr 5e-4 --warmup-steps 30 ;;
-    j)  # shift variant only: stage i continued, RULER's single needle twice as often
-      [ "$VARIANT" = shift ] || { echo "stage j: the key_shift variant only"; continue; }
+    j)  # stage i continued, RULER's single needle twice as often
+      [ "$VARIANT" != deltanet ] || { echo "stage j: the key_shift and paper variants only"; continue; }
       run_stage $J --task passkey --init-from "$OUT/$I/checkpoint" \
         --formats passkey paraphrase ruler ruler ruler-multikey "${PROSE_ARGS[@]}" --steps 800 --lr 3e-4 --warmup-steps 20 ;;
     eval-prose)  # every format on the held-out prose; fresh keys per cell
