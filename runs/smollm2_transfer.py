@@ -77,17 +77,9 @@ def load_original(source: str):
 
         torch.manual_seed(1234)  # the same tiny model in every process
         return LlamaForCausalLM(LlamaConfig(**TINY, tie_word_embeddings=True)).eval(), None
-    from infini_attention.data.tokenizers import HFTokenizer
+    from infini_attention.hf.transfer import load_original as load_source
 
-    if source.startswith("gguf:"):
-        from infini_attention.hf.gguf import load_gguf
-
-        model, tokenizer = load_gguf(source[len("gguf:") :])
-        return model, HFTokenizer(tokenizer, name=f"hf:{source}")
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).eval()
-    return model, HFTokenizer.from_pretrained(source)
+    return load_source(source)
 
 
 def kjv_books() -> list[tuple[str, str]]:
@@ -341,7 +333,7 @@ def export(args) -> None:
     load it (eval/models.py:load_eval_model) to check that it gives the same logits."""
     from infini_attention.eval.models import load_eval_model
     from infini_attention.hf.training import HFTrainingModel
-    from infini_attention.hf.transfer import convert_for_transfer, load_transfer, read_manifest
+    from infini_attention.hf.transfer import apply_transfer, read_manifest
 
     out = Path(args.out)
     folder = Path(args.to) if args.to else out / "converted"
@@ -351,8 +343,7 @@ def export(args) -> None:
     settings, run = manifest["settings"], manifest["run"]
     started = time.perf_counter()
     original, tokenizer = load_original(run["source"])
-    model = convert_for_transfer(original, beta_init=run["beta_init"], **settings).eval()
-    load_transfer(model, out)
+    model = apply_transfer(original, out).eval()  # what infini demo --model smollm2 loads (hf/transfer.py)
     wrapped = HFTrainingModel(model, tokenizer, source=run["source"])
     wrapped.save_pretrained(folder)  # weights + config, and the tokenizer's files when the source has one
     provenance = {"transfer": str(out), "run": run, "settings": settings, "summary": manifest.get("summary")}

@@ -1,7 +1,9 @@
-"""A tiny random Llama for the HF tests (needs transformers: import it after pytest.importorskip)."""
+"""A tiny random Llama and a byte-level tokenizer for the HF tests (needs transformers: import it after
+pytest.importorskip)."""
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 TINY_LLAMA = dict(
     vocab_size=128,
@@ -17,3 +19,12 @@ TINY_LLAMA = dict(
 def tiny_llama(seed: int = 0, **overrides) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     return LlamaForCausalLM(LlamaConfig(**{**TINY_LLAMA, **overrides})).eval()
+
+
+def byte_bpe() -> PreTrainedTokenizerFast:
+    """GPT-2-style byte-level BPE without merges: one id per byte, in a different order from the byte tokenizer."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokenizer = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer)

