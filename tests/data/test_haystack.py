@@ -139,3 +139,15 @@ def test_multikey_training_batches_pad_mixed_answers(prose_file):
     assert all(len(i.keys) == 4 for i in insts)
     ids, labels = passkey.batch_tensors(insts)
     assert ids.shape[0] == 6 and (labels != -100).sum() == 6 * 8  # " " + 7 digits each
+
+
+def test_unseen_format_shares_no_phrasing_with_training_and_the_trainer_refuses_it():
+    from infini_attention.data.formats import Paraphrase, Unseen
+    from infini_attention.train.config import TrainConfig
+
+    for part in ("NAMES", "NEEDLES", "QUESTIONS"):
+        assert not set(getattr(Unseen, part)) & set(getattr(Paraphrase, part)), part
+    assert not set(Unseen.NAMES) & {"pass key", "special magic number"}
+    with pytest.raises(ValueError, match="for evaluation only"):
+        TrainConfig(task="passkey", formats=["passkey", "unseen"]).validate()
+    TrainConfig(task="passkey", formats=["passkey", "paraphrase"]).validate()

@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from infini_attention.data.formats import FORMATS
+from infini_attention.data.formats import EVALUATION_ONLY, FORMATS
 from infini_attention.train.config import TrainConfig
 
 HELP = "train or resume a model (passkey, copy or long-document LM)"
@@ -80,7 +80,7 @@ CHOICES = {
     "task": ("lm", "passkey", "copy"),
     "train_only": ("all", "attention", "gates"),
     "device": ("auto", "cpu", "cuda"),
-    "formats": tuple(FORMATS),
+    "formats": tuple(name for name in FORMATS if name not in EVALUATION_ONLY),
 }
 
 

@@ -13,6 +13,9 @@ haystack, one needle per depth, the question after it and the answer the model m
 - "paraphrase": a fact stated in one of several phrasings ("The access code is ...", "Remember
   this: the secret number is ..."), asked in another: for training, so that a model does not learn
   one sentence by heart.
+- "unseen": like "paraphrase", but with names, needle sentences, questions and instructions that no
+  training format uses, for evaluation only (the trainer refuses it): does the memory retrieve a fact
+  stated and asked in words it never trained on?
 
 A new format is one class with `draw(rng, needles, digits, doubled, words, ask)` added to FORMATS.
 """
@@ -192,6 +195,28 @@ class Paraphrase:
         return Prompt(rng.choice(self.PREFIXES), texts, question, keys, ask)
 
 
+class Unseen(Paraphrase):
+    """Phrasings kept out of every training format: an evaluation of generality, never trained on."""
+
+    NAMES = ["vault combination", "locker number", "ticket number", "room code", "serial number", "tracking code"]
+    PREFIXES = [
+        "Below is a long document. One fact in it matters later.",
+        "The following text contains a detail you will be asked about.",
+        "",
+    ]
+    NEEDLES = [
+        " By the way, the {name} is {key}.",
+        " Keep in mind that the {name} is {key}.",
+        " For the record, the {name} is {key}.",
+        " The {name} you will need is {key}.",
+    ]
+    QUESTIONS = [
+        " Which {name} was given in the text? It was",
+        " Please state the {name}. The {name} is",
+        " The {name} given in the document above is",
+    ]
+
+
 FORMATS = {
     "passkey": PaperPasskey,
     "ruler": RulerNeedle,
@@ -199,7 +224,9 @@ FORMATS = {
     "ruler-words": RulerWords,
     "ruler-uuid": RulerUUID,
     "paraphrase": Paraphrase,
+    "unseen": Unseen,
 }
+EVALUATION_ONLY = {"unseen"}  # formats the trainer refuses
 
 
 def get_format(name: str):

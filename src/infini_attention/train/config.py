@@ -55,7 +55,7 @@ class TrainConfig:
     # segment (every power-of-two evaluation length does; a random length does 1 time in segment_len)
     aligned_lengths: float = 0.0
     full_loss: bool = False  # passkey: language-model loss on the prompt too, not only on the answer
-    # passkey: prompt formats (data/formats.py: passkey, ruler, ruler-multikey, paraphrase), one drawn per batch
+    # passkey: prompt formats (data/formats.py: passkey, ruler, ruler-multikey, paraphrase, ...), one drawn per batch
     formats: list = field(default_factory=lambda: ["passkey"])
     # passkey: haystacks, one drawn per batch: "paper" (the paper's filler) or text files (data/haystack.py);
     # empty = the paper's filler
@@ -140,6 +140,13 @@ class TrainConfig:
             )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        from infini_attention.data.formats import EVALUATION_ONLY
+
+        if self.task == "passkey" and EVALUATION_ONLY & set(self.formats):
+            raise ValueError(
+                f"--formats {' '.join(sorted(EVALUATION_ONLY & set(self.formats)))}: for evaluation only "
+                "(phrasings kept out of training, data/formats.py)"
+            )
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
