@@ -290,22 +290,23 @@ def test_init_from_with_a_rule_that_adds_parameters(tmp_path, capsys):
         train(back, progress=False)
 
 
-def test_init_from_with_more_shift_taps_starts_as_the_checkpoint(tmp_path, capsys):
-    """--model key_shift=3 query_shift=1 from a key_shift=1 model: the old tap is kept, new taps start at
-    zero, so the first loss equals the checkpoint model's loss on the same batch."""
-    model = {"segment_len": 32, "key_shift": True}
+@pytest.mark.parametrize("start", [1, 2])
+def test_init_from_with_more_shift_taps_starts_as_the_checkpoint(tmp_path, capsys, start):
+    """--model key_shift=3 query_shift=1 from a key_shift=1 (or 2: rows not a multiple) model: the old taps
+    are kept, new taps start at zero, so the model computes what the checkpoint computes."""
+    model = {"segment_len": 32, "key_shift": start}
     train(TrainConfig(**{**TINY, "model": model}, steps=2, out=str(tmp_path / "one")), progress=False)
     init = str(tmp_path / "one" / "checkpoint")
     grown = {"key_shift": 3, "query_shift": 1}
     cfg = TrainConfig(**{**TINY, "model": grown}, steps=1, init_from=init)
     cfg.out = str(tmp_path / "three")
     after = build_model(cfg)  # the model a run starts from
-    assert "grows from 32 to 96 rows" in capsys.readouterr().out
+    assert f"grows from {32 * start} to 96 rows" in capsys.readouterr().out
     before = load_model(init)
     assert after.config.key_shift == 3 and after.config.query_shift == 1
     for layer_before, layer_after in zip(before.layers, after.layers):
         w = layer_after.self_attn.shift_proj.weight
-        assert torch.equal(w[:32], layer_before.self_attn.shift_proj.weight) and not w[32:].any()
+        assert torch.equal(w[: 32 * start], layer_before.self_attn.shift_proj.weight) and not w[32 * start :].any()
         assert not layer_after.self_attn.query_shift_proj.weight.any()
     ids = torch.randint(0, 256, (2, 100))
     assert torch.equal(before(ids)[0], after(ids)[0])

@@ -78,8 +78,9 @@ def _grow_shift_taps(weights: dict, own: dict, source: str) -> dict:
         target = own.get(name)
         if not name.endswith("shift_proj.weight") or target is None or target.shape == w.shape:
             continue
-        if target.shape[1:] != w.shape[1:] or target.shape[0] % w.shape[0] or target.shape[0] < w.shape[0]:
+        if target.shape[1:] != w.shape[1:] or target.shape[0] < w.shape[0]:
             continue  # not a growth in taps: load_state_dict reports the mismatch
+        # rows are [W_1; ...; W_S], one block of heads x head_dim rows per tap: more rows = more taps (3 -> 4 too)
         weights[name] = torch.cat([w, w.new_zeros(target.shape[0] - w.shape[0], *w.shape[1:])])
         print(f"--init-from: {name} grows from {w.shape[0]} to {target.shape[0]} rows ({source}); new taps start at 0")
     return weights
