@@ -112,7 +112,7 @@ for stage in $STAGES; do
     eval-prose)  # every format on the held-out prose; fresh keys per cell
       checkpoint="$OUT/$LAST/checkpoint"
       if [ "$VARIANT" = shift ]; then checkpoint=src/infini_attention/assets/passkey; fi
-      for fmt in passkey ruler ruler-multikey; do
+      for fmt in passkey ruler ruler-multikey unseen; do  # unseen: phrasings no training format uses
         lengths=$LENGTHS
         [ $fmt = ruler-multikey ] && lengths=${lengths/ 1000000/}  # at chance already at 4000 (E17)
         infini eval passkey --checkpoint "$checkpoint" --format $fmt --haystack "$PROSE/heldout.txt" \
