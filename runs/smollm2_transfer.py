@@ -2,7 +2,7 @@
 the original model's own full attention, layer by layer (src/infini_attention/hf/transfer.py).
 
     # dry run on a tiny random Llama (seconds, CPU)
-    python runs/smollm2_transfer.py train --tiny --segment-len 32 --context 256 --contexts 2 --steps 10 \
+    python runs/smollm2_transfer.py train --tiny --segment-len 32 --context 256 --contexts 2 --steps 10 \\
         --feature-map hedgehog --key-shift 1 --out runs/out/transfer/tiny
     python runs/smollm2_transfer.py eval --out runs/out/transfer/tiny --tokens 1024 --first-bucket 256
     # SmolLM2 (CPU, small settings: minutes)
@@ -11,6 +11,18 @@ the original model's own full attention, layer by layer (src/infini_attention/hf
     OMP_NUM_THREADS=1 python runs/smollm2_transfer.py eval --out runs/out/transfer/hedgehog --tokens 8192
     OMP_NUM_THREADS=1 python runs/smollm2_transfer.py export --out runs/out/transfer/hedgehog
     OMP_NUM_THREADS=1 infini eval ruler --model runs/out/transfer/hedgehog/converted --lengths 2000 4000
+
+    # needle contexts: dry run (seconds), then the SmolLM2 run (CPU, one thread: ~16 min, see below)
+    python runs/smollm2_transfer.py train --tiny --segment-len 32 --context 256 --contexts 3 \\
+        --needle-contexts 2 --needle-weight 50 --steps 5 --feature-map hedgehog --out /tmp/tr-needles
+    OMP_NUM_THREADS=1 python runs/smollm2_transfer.py train --source gguf:default --segment-len 256 \\
+        --context 2048 --contexts 8 --needle-contexts 4 --needle-weight 50 --steps 40 --feature-map hedgehog \\
+        --inputs student --out runs/out/transfer/hedgehog-needles
+    OMP_NUM_THREADS=1 python runs/smollm2_transfer.py eval --out runs/out/transfer/hedgehog-needles --no-plain
+    OMP_NUM_THREADS=1 python runs/smollm2_transfer.py export --out runs/out/transfer/hedgehog-needles
+    # retrieval through the memory (the paper's prompt, filler haystack; depth 1 = the question's own segment)
+    OMP_NUM_THREADS=1 python runs/smollm2.py passkey --model runs/out/transfer/hedgehog-needles/converted \\
+        --lengths 2000 4000 --keys 2 --device cpu --name transfer-needles --out runs/out/transfer/hedgehog-needles
 
 `train` (1) runs the original model once over N contexts of KJV text (Genesis held out, as in
 runs/smollm2.py) and stores every layer's attention input and output (bf16, OUT/teacher.safetensors;
@@ -24,16 +36,43 @@ stored teacher activations). `eval` reads Genesis through the plain converted mo
 bucket (infini_attention.eval.perplexity), into OUT/eval.json. `export` writes the transferred model as
 an ordinary converted transformers folder (OUT/converted: its config records the feature map; the
 tokenizer comes along), which every evaluation loads (`infini eval ruler --model OUT/converted`).
+
+Needle contexts (`--needle-contexts K`, default 0: plain text only): K of the N contexts are needle
+prompts followed by their answer (hf/transfer.py:needle_context; format `passkey`, the paper's prompt,
+or several taken in turn with `--needle-formats passkey ruler paraphrase`) over running KJV prose (the
+books but Genesis, verse prefixes removed), the needle at a random depth in an earlier segment than
+the question, so that at the question and answer tokens the teacher's output depends on a needle only
+the memory can bring back. The N - K plain contexts are the windows a run of N - K contexts takes (with
+N = 8, K = 4: E19's four). `--needle-weight W` multiplies the squared error at those tokens (question +
+answer, ~16 tokens with SmolLM2's tokenizer) by W in a weighted mean (the loss keeps the scale of a
+plain MSE); the layer rows then also report the error there (`marked`, `rel_marked`: local only,
+before, after). The teacher file stores the token ids and the marked positions: `--teacher` and
+`--resume` refuse activations collected from other ids (another seed or needle setting) or from a file
+older than needle contexts; W is a training setting, so one collection serves every W. The manifest
+records the settings (run.needle_*) and each needle (manifest.needles: format, key, depth, spans).
+`--inputs student` (each layer's input from the converted model itself, memory off) made E19 work and
+is the one to use; `--inputs teacher` (LoLCATs as published) stays available.
+
+Wall time of the SmolLM2 needle run above, from E19's logs (one thread, shared cores): load ~60 s;
+contexts ~10 s (tokenizing the KJV + 4 prompts); collect 8 contexts ~250 s (E19: 126 s for 4, with the
+tokenizing); own inputs ~220 s (E19: 111 s for 4); training ~390 s (E19: 278 s for 30 x 40 steps, which
+the context count does not change, + ~110 s of evaluations over 8 contexts, 55 s over 4); in all ~16 min
+(14-18), teacher.safetensors 1.1 GB, peak memory ~4 GB. E19's teacher files cannot be reused: they
+hold no needle context.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
+import random
+import re
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +90,8 @@ TINY = dict(  # --tiny: a random Llama small enough for a dry run on a CPU
     num_key_value_heads=2,
     max_position_embeddings=4096,
 )
+# the needle settings of runs recorded before they existed (--resume compares manifests with these filled in)
+NEEDLE_DEFAULTS = dict(needle_contexts=0, needle_weight=1.0, needle_formats=["passkey"])
 
 
 def log(out: Path, message: str) -> None:
@@ -92,12 +133,89 @@ def transfer_ids(tokenizer, contexts: int, length: int, seed: int) -> torch.Tens
     """(contexts, length) token ids: windows of the KJV without Genesis, spread evenly over it (tiny: random)."""
     if tokenizer is None:
         return torch.randint(0, TINY["vocab_size"], (contexts, length), generator=torch.Generator().manual_seed(seed))
+    if contexts == 0:  # every context a needle prompt
+        return torch.zeros((0, length), dtype=torch.long)
     text = "".join(text for name, text in kjv_books() if name != EVAL_BOOK)
     tokens = np.asarray(tokenizer.encode(text), dtype=np.int64)
     if len(tokens) < contexts * length:
         raise ValueError(f"the KJV without Genesis has {len(tokens)} tokens, fewer than {contexts} x {length}")
     starts = np.linspace(0, len(tokens) - length, contexts).astype(int)
     return torch.as_tensor(np.stack([tokens[s : s + length] for s in starts]))
+
+
+class TinyTokenizer:
+    """--tiny's needle prompts: words, single digits and punctuation runs hashed (crc32) into the tiny
+    vocabulary, so that the paper's prompt fits a dry run's 256-token context (its bytes would not)."""
+
+    name = "tiny-hash"
+    vocab_size = TINY["vocab_size"]
+    PIECES = re.compile(r" ?[A-Za-z]+| ?\d| ?[^\sA-Za-z\d]+|\s+")
+
+    def encode(self, text: str) -> list[int]:
+        return [zlib.crc32(piece.encode()) % self.vocab_size for piece in self.PIECES.findall(text)]
+
+    def decode(self, ids) -> str:
+        raise NotImplementedError("hashed tokens do not decode")
+
+
+def needle_haystack():
+    """The KJV without Genesis (the plain contexts' text) as running prose for needle prompts: one verse a
+    paragraph, verse prefixes removed (`Ex12:3` is a run of digits, like a key)."""
+    from infini_attention.data.documents import VERSE_PREFIX
+    from infini_attention.data.haystack import TextHaystack
+
+    verses = [
+        VERSE_PREFIX.sub("", line, count=1)
+        for name, text in kjv_books()
+        if name != EVAL_BOOK
+        for line in text.splitlines()
+        if line.strip()
+    ]
+    return TextHaystack(verses, name="kjv-without-genesis")
+
+
+def transfer_contexts(tokenizer, args) -> tuple[torch.Tensor, torch.Tensor | None, list[dict]]:
+    """(ids (contexts, context), marked (contexts, context) bool or None, needle descriptions): the
+    plain KJV windows (`transfer_ids`), then `--needle-contexts` needle prompts with their answers
+    (hf/transfer.py:needle_context; formats taken in turn from --needle-formats, KJV haystack, the needle
+    in an earlier segment than the question), marked on their question and answer tokens."""
+    from infini_attention.hf.transfer import needle_context
+
+    plain = transfer_ids(tokenizer, args.contexts - args.needle_contexts, args.context, args.seed)
+    if not args.needle_contexts:
+        return plain, None, []
+    haystack, rng = needle_haystack(), random.Random(f"needle-contexts-{args.seed}")
+    rows, marks, needles = [], [], []
+    for k in range(args.needle_contexts):
+        fmt = args.needle_formats[k % len(args.needle_formats)]
+        ids, marked, about = needle_context(
+            tokenizer or TinyTokenizer(), args.context, args.segment_len, rng.getrandbits(32), fmt, haystack
+        )
+        rows.append(ids)
+        marks.append(marked)
+        needles.append({"context": len(plain) + k, **about})
+    ids = torch.cat([plain, torch.stack(rows)])
+    marked = torch.cat([torch.zeros_like(plain, dtype=torch.bool), torch.stack(marks)])
+    return ids, marked, needles
+
+
+def check_reuse(teacher, ids: torch.Tensor, path: Path, args) -> None:
+    """Refuse teacher activations collected from other token ids than this run's contexts."""
+    if tuple(teacher.positions.shape) != (args.contexts, args.context):
+        raise SystemExit(
+            f"{path} holds {tuple(teacher.positions.shape)} (contexts, tokens), not ({args.contexts}, {args.context})"
+        )
+    if teacher.ids is None:
+        if args.needle_contexts:
+            raise SystemExit(
+                f"{path} stores no token ids (written before needle contexts existed), so it cannot be checked "
+                f"against --needle-contexts {args.needle_contexts}: collect anew (leave out --teacher)"
+            )
+    elif not torch.equal(teacher.ids, ids):
+        raise SystemExit(
+            f"{path} was collected from other token ids than this run's contexts (another --seed, --context, "
+            "--needle-contexts, --needle-formats, --segment-len with needles, or source tokenizer): collect anew"
+        )
 
 
 def genesis_tokens(tokenizer, count: int) -> np.ndarray:
@@ -160,15 +278,25 @@ def train(args) -> None:
         inputs=args.inputs,
         parts=list(parts_of(args)),
         seed=args.seed,
+        needle_contexts=args.needle_contexts,
+        needle_weight=args.needle_weight,
+        needle_formats=list(args.needle_formats),
     )
+    if not 0 <= args.needle_contexts <= args.contexts:
+        raise SystemExit(f"--needle-contexts must lie in [0, --contexts {args.contexts}], got {args.needle_contexts}")
+    if args.needle_weight <= 0:
+        raise SystemExit(f"--needle-weight must be positive, got {args.needle_weight}")
+    if args.needle_weight != 1 and not args.needle_contexts:
+        raise SystemExit("--needle-weight weights the question and answer of needle contexts: add --needle-contexts")
     resuming = args.resume and (out / MANIFEST).is_file()
     if (out / MANIFEST).is_file() and not args.resume:
         raise SystemExit(f"{out} already holds a run: pass --resume to continue it, or another --out")
     previous = read_manifest(out) if resuming else {}
-    if resuming and (previous["run"] != run or any(previous["settings"][k] != v for k, v in settings.items())):
-        raise SystemExit(
-            f"--resume with other settings than {out}/{MANIFEST}: {previous['run']} {previous['settings']}"
-        )
+    if resuming:
+        saved = {**NEEDLE_DEFAULTS, **previous["run"], **previous["settings"]}
+        differ = {k: saved.get(k) for k, v in {**run, **settings}.items() if saved.get(k) != v}
+        if differ:
+            raise SystemExit(f"--resume with other settings than {out}/{MANIFEST}, which has {differ}")
     log(out, f"start: {' '.join(sys.argv)}  (device {device_name(device)})")
     stages = previous.get("stages", {})
     torch.manual_seed(args.seed)
@@ -176,19 +304,25 @@ def train(args) -> None:
     started = time.perf_counter()
     original, tokenizer = load_original(source)
     stages["load_s"] = stages.get("load_s", 0.0) + time.perf_counter() - started
+    started = time.perf_counter()
+    ids, marked, needles = transfer_contexts(tokenizer, args)
+    stages["contexts_s"] = time.perf_counter() - started
+    if needles:
+        spans = ", ".join(f"{n['format']} needle {n['needle']} question {n['question']}" for n in needles)
+        log(
+            out,
+            f"needle contexts {args.needle_contexts} of {args.contexts} (question + answer weighted "
+            f"{args.needle_weight:g}): {spans}; {stages['contexts_s']:.1f} s",
+        )
     reuse = Path(args.teacher) if args.teacher else out / TEACHER if resuming else None
     if reuse is not None and reuse.is_file():
         teacher = Teacher.load(reuse)
-        if tuple(teacher.positions.shape) != (args.contexts, args.context):
-            raise SystemExit(
-                f"{reuse} holds {tuple(teacher.positions.shape)} (contexts, tokens), "
-                f"not ({args.contexts}, {args.context})"
-            )
+        check_reuse(teacher, ids, reuse, args)
+        teacher = dataclasses.replace(teacher, marked=marked)
         log(out, f"teacher activations reused from {reuse}")
     else:
         started = time.perf_counter()
-        ids = transfer_ids(tokenizer, args.contexts, args.context, args.seed)
-        teacher = collect(original.to(device), ids)
+        teacher = dataclasses.replace(collect(original.to(device), ids), marked=marked)
         teacher.save(out / TEACHER)
         stages["collect_s"] = time.perf_counter() - started
         size = sum(t.numel() * t.element_size() for t in teacher.inputs + teacher.outputs)
@@ -201,7 +335,6 @@ def train(args) -> None:
     model.requires_grad_(False)
     if args.inputs == "student" and not (resuming and (out / TEACHER).is_file()):
         started = time.perf_counter()
-        ids = transfer_ids(tokenizer, args.contexts, args.context, args.seed)
         teacher = student_inputs(model, ids, teacher)
         teacher.save(out / TEACHER)
         stages["student_inputs_s"] = time.perf_counter() - started
@@ -220,8 +353,10 @@ def train(args) -> None:
             continue
         started = time.perf_counter()
         batches = [teacher.layer(i, c) for c in range(teacher.contexts)]
-        local = evaluate_layer(attn, batches, local_only=True)
-        before = evaluate_layer(attn, batches)
+        weights = [teacher.weights(c, args.needle_weight) for c in range(teacher.contexts)]
+        weights = weights if any(w is not None for w in weights) else None  # None: the plain loss everywhere
+        local = evaluate_layer(attn, batches, local_only=True, weights=weights)
+        before = evaluate_layer(attn, batches, weights=weights)
         params = select_parameters(attn, run["parts"])
 
         def progress(step, loss, layer=i):
@@ -229,9 +364,17 @@ def train(args) -> None:
             bar.set_postfix(layer=layer, loss=f"{loss:.3g}")
 
         history = train_layer(
-            attn, batches, params, args.steps, lr=args.lr, gate_lr=args.gate_lr, loss_on=args.loss_on, progress=progress
+            attn,
+            batches,
+            params,
+            args.steps,
+            lr=args.lr,
+            gate_lr=args.gate_lr,
+            loss_on=args.loss_on,
+            progress=progress,
+            weights=weights,
         )
-        after = evaluate_layer(attn, batches)
+        after = evaluate_layer(attn, batches, weights=weights)
         gate = torch.sigmoid(attn.beta.detach().float())
         row = {
             "layer": i,
@@ -249,10 +392,17 @@ def train(args) -> None:
         rows.append(row)
         stages["train_s"] = stages.get("train_s", 0.0) + row["layer_s"]
         names = trained_names(model, run["parts"], [r["layer"] for r in rows])
-        save_transfer(model, out, names, {"run": run, "settings": settings, "layers": rows, "stages": stages})
+        manifest = {"run": run, "settings": settings, "layers": rows, "stages": stages}
+        save_transfer(model, out, names, {**manifest, "needles": needles} if needles else manifest)
+        marked_note = (
+            f", question + answer rel {before['rel_marked']:.3f} -> {after['rel_marked']:.3f} "
+            f"(local only {local['rel_marked']:.3f})"
+            if "rel_marked" in after
+            else ""
+        )
         bar.write(
             f"layer {i:2d}: MSE later {before['later']:.3g} -> {after['later']:.3g} (local only {local['later']:.3g}), "
-            f"rel {before['rel_later']:.3f} -> {after['rel_later']:.3f}, first {after['first']:.2g}, "
+            f"rel {before['rel_later']:.3f} -> {after['rel_later']:.3f}, first {after['first']:.2g}{marked_note}, "
             f"gate {row['gate_mean']:.2f}, {row['layer_s']:.1f} s"
         )
         with open(out / "log.txt", "a") as f:
@@ -271,6 +421,17 @@ def summarise(rows: list[dict]) -> dict:
     def mean(key, sub):
         return float(np.mean([r[key][sub] for r in rows]))
 
+    marked = {}
+    if all("rel_marked" in r["after"] for r in rows):  # needle contexts: the error at the question and answer
+        marked = {
+            "mse_marked_local": mean("local", "marked"),
+            "mse_marked_before": mean("before", "marked"),
+            "mse_marked_after": mean("after", "marked"),
+            "rel_marked_local": mean("local", "rel_marked"),
+            "rel_marked_before": mean("before", "rel_marked"),
+            "rel_marked_after": mean("after", "rel_marked"),
+            "layers_marked_better_than_local": sum(r["after"]["marked"] < r["local"]["marked"] for r in rows),
+        }
     return {
         "layers": len(rows),
         "mse_later_local": mean("local", "later"),
@@ -282,20 +443,28 @@ def summarise(rows: list[dict]) -> dict:
         "rel_later_after": mean("after", "rel_later"),
         "layers_better_than_local": sum(r["after"]["later"] < r["local"]["later"] for r in rows),
         "gate_mean": float(np.mean([r["gate_mean"] for r in rows])),
+        **marked,
     }
 
 
 def table(rows: list[dict]) -> str:
+    marked = all("rel_marked" in r["after"] for r in rows)
+    extra = " rel. err question + answer: local | before | after |" if marked else ""
     lines = [
         "| layer | MSE first seg. | MSE later: local only | before | after "
-        "| rel. err later: local | before | after | gate mean | s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| rel. err later: local | before | after |{extra} gate mean | s |",
+        "|---|---|---|---|---|---|---|---|" + ("---|---|---|" if marked else "") + "---|---|",
     ]
     for r in rows:
+        columns = (
+            f" {r['local']['rel_marked']:.3f} | {r['before']['rel_marked']:.3f} | {r['after']['rel_marked']:.3f} |"
+            if marked
+            else ""
+        )
         lines.append(
             f"| {r['layer']} | {r['after']['first']:.2e} | {r['local']['later']:.3e} | {r['before']['later']:.3e} | "
             f"{r['after']['later']:.3e} | {r['local']['rel_later']:.3f} | {r['before']['rel_later']:.3f} | "
-            f"{r['after']['rel_later']:.3f} | {r['gate_mean']:.2f} | {r['layer_s']:.0f} |"
+            f"{r['after']['rel_later']:.3f} |{columns} {r['gate_mean']:.2f} | {r['layer_s']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -374,6 +543,8 @@ def brief(result: dict) -> str:
 
 
 def main() -> None:
+    from infini_attention.data.formats import EVALUATION_ONLY, FORMATS
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="collect the teacher's activations and train every layer")
@@ -398,11 +569,29 @@ def main() -> None:
         choices=["teacher", "student"],
         help="each layer's input: the original model's (LoLCATs) or the converted model's own, memory off",
     )
+    t.add_argument(
+        "--needle-contexts",
+        type=int,
+        default=0,
+        help="of the --contexts, this many are needle prompts + answers over KJV prose (the rest plain text)",
+    )
+    t.add_argument(
+        "--needle-formats",
+        nargs="+",
+        default=["passkey"],
+        choices=[f for f in FORMATS if f not in EVALUATION_ONLY],
+        help="prompt formats of the needle contexts, taken in turn (data/formats.py)",
+    )
+    t.add_argument(
+        "--needle-weight", type=float, default=1.0, help="loss weight of the needle contexts' question + answer tokens"
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu")
     t.add_argument("--resume", action="store_true")
     t.add_argument(
-        "--teacher", help="reuse the teacher activations of another run (same source, --context, --contexts, --seed)"
+        "--teacher",
+        help="reuse the teacher activations of another run (same source, --context, --contexts, --seed and "
+        "needle contexts: checked on the stored token ids)",
     )
     t.add_argument("--out", default="runs/out/transfer")
     e = sub.add_parser("eval", help="perplexity of Genesis: plain converted vs transferred, memory on vs reset")

@@ -27,6 +27,14 @@ one on positions past the first segment (`later`); `all` is reported beside it.
 
 Layers are independent: layer i is trained from the original model's own input to layer i (teacher
 forcing), never from the converted model's, so they can run in any order or in parallel.
+
+Needle contexts (`needle_context`): ordinary text teaches the memory the average far context, never one
+exact key (runs/EXPERIMENTS.md E21). A context that is a needle prompt followed by its answer, the needle
+in an earlier segment than the question, makes the teacher's output at the question and answer tokens
+depend on the needle, which only the memory can bring back. `Teacher.marked` records those positions;
+`Teacher.weights(c, w)` turns them into per-token loss weights (w there, 1 elsewhere), and `train_layer`
+minimises the weighted mean of the squared error (`transfer_errors`: `later_weighted`), so that a few
+tokens of every context are not drowned by the two thousand others.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -61,13 +70,18 @@ class Teacher:
     """What `collect` captured, per layer: inputs[i], outputs[i] of shape (contexts, length, hidden).
 
     inputs: the hidden states the layer's self-attention received (after input_layernorm);
-    outputs: what it returned (after o_proj); positions: (contexts, length) position ids it was given.
+    outputs: what it returned (after o_proj); positions: (contexts, length) position ids it was given;
+    ids: (contexts, length) the token ids (None in files written before they were stored);
+    marked: (contexts, length) bool, the positions whose error the loss weights up (`weights`): the
+    question and answer tokens of needle contexts (`needle_context`); None: no position is marked.
     """
 
     inputs: list[torch.Tensor]
     outputs: list[torch.Tensor]
     positions: torch.Tensor
     layers: list[int]
+    ids: torch.Tensor | None = None
+    marked: torch.Tensor | None = None
 
     @property
     def contexts(self) -> int:
@@ -78,8 +92,19 @@ class Teacher:
         k = self.layers.index(i)
         return self.inputs[k][context : context + 1], self.outputs[k][context : context + 1]
 
+    def weights(self, context: int, weight: float) -> torch.Tensor | None:
+        """(1, L) per-token loss weights of one context: `weight` at its marked positions, 1 elsewhere;
+        None when the context has no marked position (the plain, unweighted loss)."""
+        if self.marked is None or not self.marked[context].any():
+            return None
+        mark = self.marked[context : context + 1].float()
+        return 1.0 + (weight - 1.0) * mark
+
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"positions": self.positions}
+        for name in ("ids", "marked"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         for k, i in enumerate(self.layers):
             out[f"input.{i}"], out[f"output.{i}"] = self.inputs[k], self.outputs[k]
         return out
@@ -92,6 +117,8 @@ class Teacher:
             [tensors[f"output.{i}"] for i in layers],
             tensors["positions"],
             layers,
+            tensors.get("ids"),
+            tensors.get("marked"),
         )
 
     def save(self, path: str | Path) -> None:
@@ -165,6 +192,7 @@ def collect(
         [torch.cat(captured[i]["output"]) for i in layers],
         torch.cat(positions).expand(ids.shape[0], -1).contiguous(),
         layers,
+        ids.detach().cpu().clone(),
     )
 
 
@@ -182,7 +210,44 @@ def student_inputs(converted_model, ids: torch.Tensor, teacher: Teacher) -> Teac
 
     with force_local_gate(converted_model):
         own = collect(converted_model, ids, teacher.layers, dtype=teacher.inputs[0].dtype, converted=True)
-    return Teacher(own.inputs, teacher.outputs, teacher.positions, teacher.layers)
+    if teacher.ids is not None and not torch.equal(teacher.ids, own.ids):
+        raise ValueError("student_inputs: ids are not the token ids the teacher was collected from")
+    return dataclasses.replace(teacher, inputs=own.inputs, ids=own.ids)
+
+
+def needle_context(
+    tokenizer, length: int, segment_len: int, seed: int, fmt: str = "passkey", haystack=None, tries: int = 50
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """One transfer context that holds a needle: a needle prompt (data/passkey.py:make_instance, format
+    `fmt`, over `haystack`) followed by its answer's tokens, `length` tokens in all, with the needle at a
+    random depth in an earlier segment than the question's first token, so that at every question and
+    answer token only the memory can bring the needle back.
+
+    Returns (ids (length,), marked (length,) bool: True on the question and answer tokens, where the
+    teacher's attention reaches back to the needle, and a description: format, key, depth, spans)."""
+    from infini_attention.data.passkey import make_instance
+
+    if length <= segment_len:
+        raise ValueError(f"a needle context needs more than one segment: length {length}, segment {segment_len}")
+    rng = random.Random(f"needle-{seed}")
+    answer_len = len(make_instance(tokenizer, length, seed=seed, fmt=fmt, haystack=haystack).answer_ids)
+    prompt_len = length - answer_len
+    for attempt in range(tries + 1):
+        depth = rng.random() if attempt < tries else 0.0  # the random depths missed: the haystack's start
+        inst = make_instance(tokenizer, prompt_len, depth, seed=seed, fmt=fmt, haystack=haystack)
+        question = inst.length - inst.question_len
+        needle = inst.needle_spans[inst.ask]
+        if needle[1] <= question // segment_len * segment_len:
+            break
+    else:
+        raise ValueError(f"no needle depth puts the needle before the question's segment (length {length})")
+    ids = torch.cat([inst.prompt_ids(), torch.tensor(inst.answer_ids, dtype=torch.long)])
+    if len(ids) != length:
+        raise ValueError(f"the needle context has {len(ids)} tokens, not {length}: the answer's length changed")
+    marked = torch.zeros(length, dtype=torch.bool)
+    marked[question:] = True
+    about = {"format": fmt, "key": inst.key, "depth": depth, "needle": list(needle), "question": [question, length]}
+    return ids, marked, about
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -262,9 +327,16 @@ def student_output(attn: InfiniHFAttention, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def transfer_errors(y: torch.Tensor, target: torch.Tensor, segment_len: int) -> dict[str, torch.Tensor]:
+def transfer_errors(
+    y: torch.Tensor, target: torch.Tensor, segment_len: int, weight: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """MSE over all positions and over positions past the first segment (where the memory is read), and
-    the relative error ||y - t||² / ||t||² past the first segment; y, target: (B, L, hidden)."""
+    the relative error ||y - t||² / ||t||² past the first segment; y, target: (B, L, hidden).
+
+    weight (B, L): per-token weights; adds the weighted means `all_weighted` and `later_weighted`
+    (sum of w_t |y_t - t_t|² over sum of w_t, per hidden unit: the loss keeps the scale of a plain MSE)
+    and, past the first segment, the MSE and relative error at the positions whose weight is not 1
+    (`marked`, `rel_marked`; needle contexts: the question and answer)."""
     err = (y.float() - target.float()).pow(2)
     out = {"all": err.mean()}
     later_err, later_t = err[:, segment_len:], target.float()[:, segment_len:]
@@ -272,26 +344,44 @@ def transfer_errors(y: torch.Tensor, target: torch.Tensor, segment_len: int) -> 
         out["later"] = later_err.mean()
         out["first"] = err[:, :segment_len].mean()
         out["rel_later"] = later_err.sum() / later_t.pow(2).sum().clamp_min(1e-30)
+    if weight is None:
+        return out
+    if weight.shape != err.shape[:2]:
+        raise ValueError(f"weight must be (batch, length) = {tuple(err.shape[:2])}, got {tuple(weight.shape)}")
+    w = weight.to(err.device, torch.float32)[..., None]  # (B, L, 1)
+    out["all_weighted"] = (w * err).sum() / (w.sum() * err.shape[-1])
+    if later_err.numel():
+        later_w = w[:, segment_len:]
+        out["later_weighted"] = (later_w * later_err).sum() / (later_w.sum() * err.shape[-1])
+        marked = later_w[..., 0] != 1
+        if marked.any():
+            out["marked"] = later_err[marked].mean()
+            out["rel_marked"] = later_err[marked].sum() / later_t[marked].pow(2).sum().clamp_min(1e-30)
     return out
 
 
 @torch.no_grad()
-def evaluate_layer(attn: InfiniHFAttention, batches, local_only: bool = False) -> dict[str, float]:
+def evaluate_layer(attn: InfiniHFAttention, batches, local_only: bool = False, weights=None) -> dict[str, float]:
     """Mean transfer errors of the layer over (x, target) pairs; local_only: with the gate forced shut
-    (the memory-reset reference: what local attention alone achieves)."""
+    (the memory-reset reference: what local attention alone achieves). weights: per-token weights of
+    each pair ((1, L) or None, as for train_layer); an error only some pairs have (the weighted ones)
+    is averaged over those."""
     sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    weights = [None] * len(batches) if weights is None else weights
     device = attn.q_proj.weight.device
     saved = attn.beta.detach().clone()
     try:
         if local_only:
             attn.beta.fill_(float("-inf"))
-        for x, target in batches:
+        for (x, target), weight in zip(batches, weights, strict=True):
             x, target = x.to(device, torch.float32), target.to(device)
-            for name, value in transfer_errors(student_output(attn, x), target, attn.segment_len).items():
+            for name, value in transfer_errors(student_output(attn, x), target, attn.segment_len, weight).items():
                 sums[name] = sums.get(name, 0.0) + value.item()
+                counts[name] = counts.get(name, 0) + 1
     finally:
         attn.beta.copy_(saved)
-    return {name: value / len(batches) for name, value in sums.items()}
+    return {name: value / counts[name] for name, value in sums.items()}
 
 
 def train_layer(
@@ -303,15 +393,20 @@ def train_layer(
     gate_lr: float = 0.1,
     loss_on: str = "later",
     progress=None,
+    weights: Sequence[torch.Tensor | None] | None = None,
 ) -> dict:
     """Adam steps on the MSE between the layer's output and the teacher's, one (x, target) context per
     step in turn; gradients reach only `params` (select_parameters). Returns the loss history and time.
 
     loss_on: "later" (positions past the first segment, default: the first segment is exact already)
     or "all". Gates get their own learning rate (PAPER.md: a gate needs a larger one); no weight decay.
+    weights: one entry per context, aligned with `batches`: None (the plain MSE) or (1, L) per-token
+    weights (`Teacher.weights`), for which the loss is the weighted mean (`transfer_errors`).
     """
     if loss_on not in ("later", "all"):
         raise ValueError(f"loss_on must be 'later' or 'all', got {loss_on!r}")
+    if weights is not None and len(weights) != len(batches):
+        raise ValueError(f"{len(weights)} weights for {len(batches)} contexts")
     groups = [{"params": ps, "lr": gate_lr if part == "gate" else lr} for part, ps in params.items()]
     if not groups:
         raise ValueError("nothing to train: no parameters selected")
@@ -320,9 +415,11 @@ def train_layer(
     losses, started = [], time.perf_counter()
     for step in range(steps):
         x, target = batches[step % len(batches)]
+        weight = None if weights is None else weights[step % len(batches)]
         x, target = x.to(device, torch.float32), target.to(device)
-        errors = transfer_errors(student_output(attn, x), target, attn.segment_len)
-        loss = errors[loss_on] if loss_on in errors else errors["all"]
+        errors = transfer_errors(student_output(attn, x), target, attn.segment_len, weight)
+        region = loss_on if loss_on in errors else "all"
+        loss = errors[region] if weight is None else errors[f"{region}_weighted"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -467,6 +564,7 @@ __all__ = [
     "load_original",
     "load_transfer",
     "load_transferred",
+    "needle_context",
     "save_transfer",
     "select_parameters",
     "student_inputs",
