@@ -25,8 +25,9 @@ the first segment the memory is empty and the converted layer computes the origi
 exactly (the gate's share goes to the local attention), so the loss that can teach anything is the
 one on positions past the first segment (`later`); `all` is reported beside it.
 
-Layers are independent: layer i is trained from the original model's own input to layer i (teacher
-forcing), never from the converted model's, so they can run in any order or in parallel.
+Layers are independent: layer i is trained from a fixed input to layer i, either the original model's own
+(teacher forcing, `collect`) or the converted model's with its memory off (`student_inputs`, which made E19
+work), never from inputs that the other layers' training changes, so they can run in any order or in parallel.
 
 Needle contexts (`needle_context`): ordinary text teaches the memory the average far context, never one
 exact key (runs/EXPERIMENTS.md E21). A context that is a needle prompt followed by its answer, the needle
