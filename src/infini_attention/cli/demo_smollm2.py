@@ -122,7 +122,6 @@ def run_streaming(
     cache that the original model would hold after as many tokens (float32 by default, as here)."""
     import numpy as np
     import torch
-    import torch.nn.functional as F
     from tqdm.auto import tqdm
 
     from infini_attention.eval.footprint import memory_footprint
@@ -138,26 +137,22 @@ def run_streaming(
     runs = {"memory": _Buckets(edges), "reset": _Buckets(edges)}
     seconds = {"memory": 0.0, "reset": 0.0}
     states = []
+
+    def record_state(read: int, state) -> None:
+        kv = memory_footprint(fields, "full", length=read) * kv_bytes_per_value
+        states.append({"tokens": read, "state_bytes": state.nbytes(), "kv_cache_bytes": kv})
+
     model.eval()
     bar = tqdm(total=2 * predicted, desc="streaming", unit="tok", unit_scale=True, disable=not progress)
     with torch.no_grad():
-        state = None
-        for start in range(0, predicted, chunk_len):
-            window = torch.as_tensor(tokens[start : min(predicted, start + chunk_len) + 1])
+        for run, reset in (("memory", False), ("reset", True)):
+            bar.set_description("streaming" if run == "memory" else "streaming, memory reset")
+            on_chunk = None if reset else record_state
             started = time.perf_counter()
-            logits, state = model(window[None, :-1], state)
-            seconds["memory"] += time.perf_counter() - started
-            runs["memory"].add(start + 1, F.cross_entropy(logits[0].float(), window[1:], reduction="none"))
-            read = start + window.numel() - 1
-            kv = memory_footprint(fields, "full", length=read) * kv_bytes_per_value
-            states.append({"tokens": read, "state_bytes": state.nbytes(), "kv_cache_bytes": kv})
-            bar.update(window.numel() - 1)
-        bar.set_description("streaming, memory reset")
-        started = time.perf_counter()
-        for first, nll in document_nll(model, tokens, chunk_len, reset_memory=True):
-            runs["reset"].add(first, nll)
-            bar.update(nll.numel())
-        seconds["reset"] = time.perf_counter() - started
+            for first, nll in document_nll(model, tokens, chunk_len, reset_memory=reset, on_chunk=on_chunk):
+                runs[run].add(first, nll)
+                bar.update(nll.numel())
+            seconds[run] = time.perf_counter() - started
     bar.close()
     memory, reset = runs["memory"], runs["reset"]
     buckets = [

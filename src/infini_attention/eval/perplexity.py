@@ -56,11 +56,12 @@ def chunked_nll(model, ids: torch.Tensor, labels: torch.Tensor, chunk_len: int) 
     return total, int((labels != -100).sum())
 
 
-def document_nll(model, tokens, chunk_len: int, reset_memory: bool = False, device="cpu"):
+def document_nll(model, tokens, chunk_len: int, reset_memory: bool = False, device="cpu", on_chunk=None):
     """Yield (position of the first predicted token, per-token negative log-likelihoods) chunk by chunk.
 
     tokens: a 1-d sequence of ids (a numpy memmap slice is read a chunk at a time). With
     reset_memory, chunks are single segments and the memory is emptied before each of them.
+    on_chunk(tokens_read, state): called after each chunk with the tokens read so far and the state.
     """
     if reset_memory:
         chunk_len = model.config.segment_len  # chunks start on segment boundaries: reset exactly there
@@ -71,6 +72,8 @@ def document_nll(model, tokens, chunk_len: int, reset_memory: bool = False, devi
         if reset_memory and state is not None:
             state = model.reset_memory(state)
         logits, state = model(window[None, :-1], state)
+        if on_chunk is not None:
+            on_chunk(end, state)
         yield start + 1, F.cross_entropy(logits[0].float(), window[1:], reduction="none")
 
 
