@@ -169,31 +169,42 @@ def model_view(spec: str, overrides: dict | None = None) -> ModelView:
     return _view(spec, config, settings, architectures[0])
 
 
-def load_source(spec: str, overrides: dict | None = None):
-    """(converted transformers model in float32, train mode; tokenizer wrapper or None) for `--from-hf spec`."""
+def load_unconverted(spec: str):
+    """(original transformers model in float32, tokenizer wrapper or None) for gguf:default, gguf:<file.gguf>
+    or a transformers folder (the folder's tokenizer when it ships one), not converted."""
     from transformers import AutoModelForCausalLM
 
     from infini_attention.data.tokenizers import HFTokenizer
 
-    kind = _source_kind(spec)
-    settings = _settings(spec, _base_config(spec), overrides or {})
-    tokenizer = None
-    if kind == "gguf":
+    if spec.startswith(GGUF_PREFIX):
         from infini_attention.hf.gguf import load_gguf
 
         model, hf_tokenizer = load_gguf(spec[len(GGUF_PREFIX) :])
-        tokenizer = HFTokenizer(hf_tokenizer, name=f"hf:{spec}")
-        convert(model, **settings.to_dict())
-    else:
+        return model, HFTokenizer(hf_tokenizer, name=f"hf:{spec}")
+    folder = Path(spec).expanduser()
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), _folder_tokenizer(folder)
+
+
+def _folder_tokenizer(folder: Path):
+    from infini_attention.data.tokenizers import HFTokenizer
+
+    if any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        return HFTokenizer.from_pretrained(str(folder))
+    return None
+
+
+def load_source(spec: str, overrides: dict | None = None):
+    """(converted transformers model in float32, train mode; tokenizer wrapper or None) for `--from-hf spec`."""
+    settings = _settings(spec, _base_config(spec), overrides or {})
+    if _source_kind(spec) == "converted":
         folder = Path(spec).expanduser()
-        if kind == "converted":
-            config = _base_config(spec)
-            setattr(config, CONFIG_KEY, settings.to_dict())
-            model = load_converted(folder, config=config, dtype=torch.float32)
-        else:
-            model = convert(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32), **settings.to_dict())
-        if any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
-            tokenizer = HFTokenizer.from_pretrained(str(folder))
+        config = _base_config(spec)
+        setattr(config, CONFIG_KEY, settings.to_dict())
+        model = load_converted(folder, config=config, dtype=torch.float32)
+        tokenizer = _folder_tokenizer(folder)
+    else:
+        model, tokenizer = load_unconverted(spec)
+        model = convert(model, **settings.to_dict())
     return model.train(), tokenizer
 
 

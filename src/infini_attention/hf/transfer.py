@@ -527,21 +527,10 @@ def apply_transfer(original_model, folder: str | Path):
 def load_original(source: str):
     """(original float32 model in eval mode, data/tokenizers.py tokenizer or None) for gguf:default,
     gguf:<file.gguf> or a transformers folder of an unconverted model (the tokenizer when it ships one)."""
-    from infini_attention.data.tokenizers import HFTokenizer
+    from infini_attention.hf.training import load_unconverted
 
-    if source.startswith("gguf:"):
-        from infini_attention.hf.gguf import load_gguf
-
-        model, tokenizer = load_gguf(source[len("gguf:") :])
-        return model, HFTokenizer(tokenizer, name=f"hf:{source}")
-    from transformers import AutoModelForCausalLM
-
-    folder = Path(source).expanduser()
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    has_tokenizer = any(
-        (folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-    )
-    return model, HFTokenizer.from_pretrained(str(folder)) if has_tokenizer else None
+    model, tokenizer = load_unconverted(source)
+    return model.eval(), tokenizer
 
 
 def load_transferred(folder: str | Path, source: str | None = None):
