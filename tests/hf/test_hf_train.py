@@ -21,7 +21,7 @@ from transformers import (  # noqa: E402
 
 import infini_attention.train.loop as train_module  # noqa: E402
 from conftest import assert_close  # noqa: E402
-from hf_tiny import byte_bpe  # noqa: E402
+from hf_tiny import TINY_LLAMA, byte_bpe  # noqa: E402
 from infini_attention.cli.main import main as cli  # noqa: E402
 from infini_attention.data.tokenizers import HFTokenizer  # noqa: E402
 from infini_attention.eval.passkey import evaluate_cell  # noqa: E402
@@ -32,15 +32,7 @@ from infini_attention.train import TrainConfig, train  # noqa: E402
 
 N = 32  # segment length
 VOCAB = 260  # the tokenizer's 256 ids and a few unused ones
-TINY = dict(
-    vocab_size=VOCAB,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=256,
-)
+TINY = {**TINY_LLAMA, "vocab_size": VOCAB}  # hf_tiny's shape, for Llama and Qwen2 configs alike
 RUN = dict(  # passkey prompts of 300-400 tokens (10-13 segments), loss on every token
     model={"segment_len": N},
     task="passkey",
