@@ -33,6 +33,10 @@ class InfiniState:
     shift: torch.Tensor | None = None
     # query_shift variant only: the same for queries, (batch, heads, query_shift, head_dim)
     query_shift: torch.Tensor | None = None
+    # sparse-cache variant only (ops/infini/sparse_cache.py): the past tokens kept exactly, c <= sparse_cache,
+    # un-rotated keys (batch, kv_heads, c, head_dim) and their values (batch, kv_heads, c, v_head_dim)
+    cache_k: torch.Tensor | None = None
+    cache_v: torch.Tensor | None = None
 
     kind = "infini"
 

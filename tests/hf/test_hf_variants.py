@@ -21,6 +21,7 @@ VARIANTS = {
     "sharpness": dict(rule="delta", sharpness=True),
     "deltanet+shift": dict(rule="deltanet", key_shift=1),
     "linear-causal": dict(rule="linear-causal"),
+    "sparse-cache": dict(rule="delta", key_shift=1, sparse_cache=16),
 }
 FAMILIES = ["llama", "qwen2", "mistral"]
 
@@ -101,3 +102,20 @@ def test_variant_settings_are_checked():
         convert(tiny_model("llama"), segment_len=N, rule="deltanet", sharpness=True)
     with pytest.raises(ValueError, match="key_shift"):
         convert(tiny_model("llama"), segment_len=N, key_shift=-1)
+
+
+def test_the_sparse_cache_can_be_switched_on_after_conversion():
+    from infini_attention.hf.modeling import set_sparse_cache
+
+    model = trained_like(convert(tiny_model("llama"), segment_len=N, rule="linear"))
+    ids = torch.randint(0, VOCAB, (1, 4 * N + 3))
+    plain = logits(model, ids)
+    set_sparse_cache(model, 4 * N)  # holds every past token: nothing is written, the memory stays empty
+    assert model.config.infini_attention["sparse_cache"] == 4 * N
+    whole = logits(model, ids)
+    assert (whole[:, N:] - plain[:, N:]).abs().max() > 1e-3, "the cache changes what later segments see"
+    assert_close(whole[:, :N], plain[:, :N], atol=1e-5, what="the first segment")
+    set_sparse_cache(model, 0)
+    assert_close(logits(model, ids), plain, atol=1e-5, what="switched off again")
+    with pytest.raises(ValueError, match="sparse_cache"):
+        set_sparse_cache(model, -2)

@@ -11,7 +11,7 @@ N = 8
 
 
 def layer(cls=InfiniAttention, **kw):
-    return cls(hidden_size=32, num_heads=4, num_key_value_heads=2, head_dim=8, segment_len=N, **kw)
+    return cls(**{"hidden_size": 32, "num_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "segment_len": N, **kw})
 
 
 @pytest.mark.parametrize(
@@ -23,6 +23,7 @@ def layer(cls=InfiniAttention, **kw):
         (InfiniAttention, {"rule": "linear-causal", "key_shift": 3, "query_shift": 2, "sharpness": True}),
         (InfiniAttention, {"rule": "delta", "sharpness": True}),
         (InfiniAttention, {"rule": "linear", "key_shift": 3, "query_shift": 2}),
+        (InfiniAttention, {"rule": "delta", "sparse_cache": 16, "segment_len": 16}),
         (LocalAttention, {}),
         (FullAttention, {}),
         (XLAttention, {}),

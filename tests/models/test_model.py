@@ -34,6 +34,8 @@ KINDS = [
     dict(attention="infini", rule="linear", key_shift=True, sharpness=True),
     dict(attention="infini", rule="linear", key_shift=3, query_shift=2),
     dict(attention="infini", rule="linear-causal", key_shift=3, query_shift=2, sharpness=True),
+    dict(attention="infini", rule="linear", key_shift=2, sparse_cache=16),
+    dict(attention="infini", rule="deltanet", sparse_cache=2 * N),
     dict(attention="local"),
     dict(attention="full"),
     dict(attention="xl"),
@@ -148,10 +150,17 @@ def test_logits_to_keep():
 
 
 @pytest.mark.parametrize(
-    "rule,key_shift,query_shift", [("delta", False, 0), ("delta", True, 0), ("deltanet", True, 0), ("linear", 2, 3)]
+    "rule,key_shift,query_shift,sparse_cache",
+    [
+        ("delta", False, 0, 0),
+        ("delta", True, 0, 0),
+        ("deltanet", True, 0, 0),
+        ("linear", 2, 3, 0),
+        ("linear", 1, 0, 16),
+    ],
 )
-def test_state_save_load_round_trip(tmp_path, rule, key_shift, query_shift):
-    model = tiny(rule=rule, key_shift=key_shift, query_shift=query_shift)
+def test_state_save_load_round_trip(tmp_path, rule, key_shift, query_shift, sparse_cache):
+    model = tiny(rule=rule, key_shift=key_shift, query_shift=query_shift, sparse_cache=sparse_cache)
     ids = torch.randint(0, 256, (2, 3 * N + 5))
     logits, _ = model(ids)
     _, state = model(ids[:, : 2 * N + 3])

@@ -5,6 +5,7 @@ segment to the next (Table 1 of Munkhdalai et al., 2024, with N the segment leng
 l layers, H heads):
 
     infini      d_k * (d_v + 1) * H * l       M (d_k x d_v) and z (d_k) per head and layer
+                + (d_k + d_v) * H * C * l     with the sparse-cache variant of C tokens (not the paper's)
     xl          (d_k + d_v) * H * N * l       keys and values of the previous segment, every layer
     memorizing  (d_k + d_v) * H * N * S       keys and values of S past segments, at one layer
     local       (d_k + d_v) * H * (N - 1) * l nothing crosses a segment boundary: its window only
@@ -81,7 +82,9 @@ def memory_footprint(
     window_floats = per_token * (n_seg - 1) * layers
 
     if kind == "infini":
-        carried = d_k * (d_v + 1) * heads * layers
+        # the sparse-cache variant (ops/infini/sparse_cache.py) adds the keys and values of its C tokens
+        cache = get("sparse_cache", 0) or 0
+        carried = d_k * (d_v + 1) * heads * layers + per_token * cache * layers
     elif kind == "xl":
         carried = per_token * n_seg * layers
     elif kind == "memorizing":

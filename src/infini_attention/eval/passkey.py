@@ -68,7 +68,11 @@ class _NeedleProbe:
 
     def __init__(self, model, needles: list[tuple[int, int]]):
         self.needles = needles  # [start, end) of the asked needle, one per batch row
-        self.layers = [m for m in model.modules() if isinstance(m, InfiniAttention) and m.memory_rule().normalised]
+        self.layers = [
+            m
+            for m in model.modules()
+            if isinstance(m, InfiniAttention) and m.memory_rule().normalised and not m.sparse_cache
+        ]
         self.mass = [None] * len(self.layers)  # (B, Hkv, d) key mass of each row's needle
         self.last_call = [None] * len(self.layers)  # (x, state) of the latest call: its last token asks
         self.offsets = [0] * len(self.layers)  # tokens each layer has seen: every token passes once, in order

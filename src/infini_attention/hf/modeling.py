@@ -16,6 +16,7 @@ the activations and the cache stay bounded by the segment length whatever the in
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -294,6 +295,22 @@ def load_converted(path: str | os.PathLike, **kwargs):
 def gates(model) -> list[nn.Parameter]:
     """The gate logits `beta` of every converted layer (give them their own optimizer group, no weight decay)."""
     return [m.beta for m in model.modules() if isinstance(m, InfiniHFAttention)]
+
+
+def set_sparse_cache(model, size: int):
+    """Switch the sparse-cache variant (ops/infini/sparse_cache.py) on (size > 0 tokens per key/value head)
+    or off (0) in every converted layer, and record it in the config. It has no parameters, so a model
+    trained without it can be evaluated with it; states made with another size are refused. `model`: a
+    converted transformers model or hf/training.py's HFTrainingModel around one. Returns the model."""
+    hf = getattr(model, "hf", model)  # HFTrainingModel keeps the transformers model in .hf
+    settings = dataclasses.replace(hf.infini_settings, sparse_cache=size)  # validates the size
+    for module in hf.modules():
+        if isinstance(module, InfiniHFAttention):
+            module.sparse_cache = size
+    setattr(hf.config, CONFIG_KEY, settings.to_dict())
+    if hf is not model:  # the wrapper's view of the config (state identity, evaluations)
+        model.config = dataclasses.replace(model.config, sparse_cache=size)
+    return model
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, fields
 
 from infini_attention.layers.attention import check_memory_options
+from infini_attention.ops.infini.sparse_cache import check_sizes
 
 CONFIG_KEY = "infini_attention"  # the config entry that marks a converted model and holds its settings
 
@@ -24,6 +25,9 @@ class InfiniSettings:
     key_shift: int = 0
     query_shift: int = 0
     sharpness: bool = False
+    # a variant, off by default: up to this many past tokens per key/value head kept exactly, the most novel
+    # blocks of 16 (ops/infini/sparse_cache.py, after LoLA); no parameters, so it can be switched on after training
+    sparse_cache: int = 0
 
     def __post_init__(self):
         if not isinstance(self.segment_len, int) or self.segment_len < 1:
@@ -38,13 +42,17 @@ class InfiniSettings:
             raise ValueError(f"feature_map must be a feature map's name, got {self.feature_map!r}")
         # the default "elu1" beside sharpness=True means the older spelling of feature_map="sharpness"
         named = None if self.feature_map == "elu1" else self.feature_map
-        feature_map = check_memory_options(self.rule, self.key_shift, self.query_shift, self.sharpness, named)
+        feature_map = check_memory_options(
+            self.rule, self.key_shift, self.query_shift, self.sharpness, named, self.sparse_cache
+        )
+        if self.sparse_cache:
+            check_sizes(self.sparse_cache, self.segment_len)
         object.__setattr__(self, "feature_map", feature_map)  # one spelling of each map from here on
         object.__setattr__(self, "sharpness", feature_map == "sharpness")
 
     def variants(self) -> dict:
         """The layer keyword arguments of the variants that are on."""
-        names = ("key_shift", "query_shift", "sharpness")
+        names = ("key_shift", "query_shift", "sharpness", "sparse_cache")
         return {name: getattr(self, name) for name in names if getattr(self, name)}
 
     def layer_options(self) -> dict:

@@ -50,7 +50,7 @@ from infini_attention.models.transformer import (
 from infini_attention.state import ModelState
 
 # the --model fields that apply to a Hugging Face model (InfiniSettings)
-SETTINGS = ("segment_len", "rule", "beta_init", "key_shift", "query_shift", "sharpness", "feature_map")
+SETTINGS = ("segment_len", "rule", "beta_init", "key_shift", "query_shift", "sharpness", "feature_map", "sparse_cache")
 GGUF_PREFIX = "gguf:"
 
 
@@ -75,6 +75,7 @@ class ModelView:
     query_shift: int = 0
     sharpness: bool = False
     feature_map: str = "elu1"  # the memory's feature map (elu1 = the paper's σ)
+    sparse_cache: int = 0  # exact tokens kept per key/value head beside the memory (a variant; 0 = off)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -54,7 +54,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from infini_attention.hf.attention import InfiniHFAttention
-from infini_attention.hf.modeling import convert
+from infini_attention.hf.modeling import convert, set_sparse_cache
 from infini_attention.hf.settings import CONFIG_KEY
 from infini_attention.modules import feature_map_module
 
@@ -513,15 +513,17 @@ def load_transfer(model, folder: str | Path, layers: Iterable[int] | None = None
     return manifest
 
 
-def apply_transfer(original_model, folder: str | Path):
+def apply_transfer(original_model, folder: str | Path, sparse_cache: int = 0):
     """Convert `original_model` in place with the settings of the artifact in `folder` (its manifest) and
-    load the artifact's parameters: the transferred model, as `runs/smollm2_transfer.py export` writes it."""
+    load the artifact's parameters: the transferred model, as `runs/smollm2_transfer.py export` writes it.
+    sparse_cache > 0 switches on the sparse-cache variant (hf/modeling.py:set_sparse_cache), which has no
+    parameters; 0 keeps the paper's memory alone."""
     manifest = read_manifest(folder)
     settings = {key: manifest["settings"][key] for key in ("segment_len", "rule", "key_shift", "query_shift")}
     beta_init = manifest.get("run", {}).get("beta_init", 0.0)  # only for gates the artifact lacks
     model = convert_for_transfer(original_model, beta_init=beta_init, **settings)
     load_transfer(model, folder)  # installs the manifest's feature map, then copies every saved tensor
-    return model
+    return set_sparse_cache(model, sparse_cache) if sparse_cache else model
 
 
 def load_original(source: str):
@@ -533,14 +535,16 @@ def load_original(source: str):
     return model.eval(), tokenizer
 
 
-def load_transferred(folder: str | Path, source: str | None = None):
+def load_transferred(folder: str | Path, source: str | None = None, sparse_cache: int = 0):
     """The original model of `source` (default: the manifest's, e.g. gguf:default) with the transfer artifact
-    of `folder` applied, behind the trainer's and evaluations' interface (hf/training.py:HFTrainingModel)."""
+    of `folder` applied (and the sparse cache of `sparse_cache` tokens per key/value head if > 0), behind the
+    trainer's and evaluations' interface (hf/training.py:HFTrainingModel)."""
     from infini_attention.hf.training import HFTrainingModel
 
     source = source or read_manifest(folder)["run"]["source"]
     original, tokenizer = load_original(source)
-    return HFTrainingModel(apply_transfer(original, folder), tokenizer, source=source).eval()
+    model = apply_transfer(original, folder, sparse_cache=sparse_cache)
+    return HFTrainingModel(model, tokenizer, source=source).eval()
 
 
 __all__ = [

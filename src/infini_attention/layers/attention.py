@@ -19,6 +19,8 @@ from torch import nn
 
 from infini_attention.modules import FEATURE_MAP_MODULES, TokenShift, feature_map_module, tag
 from infini_attention.ops.infini import RULES, empty_state, infini_attention, make_rule
+from infini_attention.ops.infini.sparse_cache import BLOCK as SPARSE_BLOCK
+from infini_attention.ops.infini.sparse_cache import check_sizes as sparse_sizes
 from infini_attention.ops.rope import apply_rope, rope_cos_sin
 from infini_attention.state import InfiniState, KVState
 
@@ -118,12 +120,19 @@ class _Attention(nn.Module):
 
 
 def check_memory_options(
-    rule: str, key_shift: bool | int = 0, query_shift: int = 0, sharpness: bool = False, feature_map: str | None = None
+    rule: str,
+    key_shift: bool | int = 0,
+    query_shift: int = 0,
+    sharpness: bool = False,
+    feature_map: str | None = None,
+    sparse_cache: int = 0,
 ) -> str:
     """Check an Infini layer's memory options (the one place: the layer, ModelConfig and the Hugging Face
     conversion settings call it); returns the feature map's name (sharpness=True is feature_map="sharpness")."""
     if rule not in RULES:
         raise ValueError(f"unknown memory rule {rule!r}: expected one of {', '.join(RULES)}")
+    if isinstance(sparse_cache, bool) or not isinstance(sparse_cache, int) or sparse_cache < 0:
+        raise ValueError(f"sparse_cache must be a number of tokens >= 0, got {sparse_cache!r}")
     for name, taps in (("key_shift", key_shift), ("query_shift", query_shift)):
         if not isinstance(taps, bool | int) or taps < 0:
             raise ValueError(f"{name} must be a bool or a number of previous tokens >= 0, got {taps!r}")
@@ -149,6 +158,8 @@ class InfiniAttention(_Attention):
     feature_map: a feature map of modules/feature_maps.py ("elu1", the paper's σ, by default;
     sharpness=True is the older spelling of feature_map="sharpness").
     key_shift / query_shift: previous-token taps on the memory's keys / queries (modules/token_shift.py).
+    sparse_cache: C > 0 keeps up to C past tokens per key/value head exactly, the most novel blocks of 16, for
+    the local attention to see (ops/infini/sparse_cache.py; no parameters, part of the state).
     Every variant is off by default and starts as the paper's layer.
     """
 
@@ -161,11 +172,14 @@ class InfiniAttention(_Attention):
         query_shift: int = 0,
         sharpness: bool = False,
         feature_map: str | None = None,
+        sparse_cache: int = 0,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        feature_map = check_memory_options(rule, key_shift, query_shift, sharpness, feature_map)
-        self.rule = rule
+        feature_map = check_memory_options(rule, key_shift, query_shift, sharpness, feature_map, sparse_cache)
+        self.rule, self.sparse_cache = rule, sparse_cache
+        if sparse_cache:
+            sparse_sizes(sparse_cache, self.segment_len)
         # new parameters live where the projections do (a pretrained model may sit on a GPU); gates and
         # memory-path scalars in float32, shift projections in the projections' dtype
         device, dtype = self.q_proj.weight.device, self.q_proj.weight.dtype
@@ -193,7 +207,7 @@ class InfiniAttention(_Attention):
         call it too."""
         q, k, v = self._project(x)
         if state is None:
-            state = empty_state(q, k, v, memory=True)
+            state = empty_state(q, k, v, memory=True, sparse_cache=self.sparse_cache)
         if self.key_shift:
             k, pending = self.shift_proj.shift(x, k, state.shift)
             state = dataclasses.replace(state, shift=pending)
@@ -215,6 +229,7 @@ class InfiniAttention(_Attention):
             rule=self.memory_rule(),
             rope=self._segment_rope(x.device),
             state=state,
+            sparse_cache=self.sparse_cache,
         )
         return self._merge(out), state
 
@@ -265,10 +280,38 @@ class InfiniAttention(_Attention):
             )
         if state.M.dtype != torch.float32 or state.z.dtype != torch.float32:
             raise TypeError(f"memory must be float32, got M {state.M.dtype} and z {state.z.dtype}")
+        if (state.cache_k is not None) != bool(self.sparse_cache):
+            held = "holds a sparse cache" if state.cache_k is not None else "has no sparse cache"
+            raise ValueError(f"the state {held}, but this layer has sparse_cache={self.sparse_cache}")
+        if self.sparse_cache:
+            for name in ("cache_k", "cache_v"):
+                t = getattr(state, name)
+                if t.dim() != 4 or (t.shape[0], t.shape[1], t.shape[3]) != (
+                    batch,
+                    self.num_key_value_heads,
+                    self.head_dim,
+                ):
+                    raise ValueError(
+                        f"state.{name} has shape {tuple(t.shape)}, this layer expects "
+                        f"({batch}, {self.num_key_value_heads}, tokens, {self.head_dim})"
+                    )
+                if t.shape[2] > self.sparse_cache:
+                    raise ValueError(
+                        f"state.{name} holds {t.shape[2]} tokens, more than sparse_cache={self.sparse_cache}"
+                    )
+            if state.cache_k.shape[2] % SPARSE_BLOCK:
+                raise ValueError(
+                    f"state.cache_k holds {state.cache_k.shape[2]} tokens, not whole blocks of {SPARSE_BLOCK}"
+                )
 
     def reset_memory(self, state: InfiniState) -> InfiniState:
-        """The same state with an empty memory (for the memory-reset ablation)."""
-        return dataclasses.replace(state, M=torch.zeros_like(state.M), z=torch.zeros_like(state.z))
+        """The same state with an empty memory (for the memory-reset ablation); the sparse cache, part of the
+        long-term memory, is emptied too."""
+        state = dataclasses.replace(state, M=torch.zeros_like(state.M), z=torch.zeros_like(state.z))
+        if state.cache_k is not None:
+            empty = {name: getattr(state, name)[:, :, :0].clone() for name in ("cache_k", "cache_v")}
+            state = dataclasses.replace(state, **empty)
+        return state
 
 
 def _rename_old_keys(state_dict, prefix, *args):

@@ -27,6 +27,9 @@ class ModelConfig:
     key_shift: bool | int = False
     query_shift: int = 0
     sharpness: bool = False  # `infini` variant, not in the paper: a learned scale inside sigma per kv head
+    # `infini` variant, not in the paper (after LoLA): up to this many past tokens per kv head kept exactly, the
+    # most novel blocks of 16, seen by the local attention (ops/infini/sparse_cache.py); 0 = off
+    sparse_cache: int = 0
     rope_theta: float = 10000.0  # RoPE base, local attention only
     norm_eps: float = 1e-6  # RMSNorm epsilon
     tie_embeddings: bool = False  # share the input embedding with the output projection
@@ -53,8 +56,14 @@ class ModelConfig:
             raise ValueError(f"unknown attention kind {self.attention!r}: choose one of {sorted(ATTENTION_KINDS)}")
         from infini_attention.layers.attention import check_memory_options
 
-        check_memory_options(self.rule, self.key_shift, self.query_shift, self.sharpness)
-        for variant in ("key_shift", "query_shift", "sharpness"):
+        check_memory_options(
+            self.rule, self.key_shift, self.query_shift, self.sharpness, sparse_cache=self.sparse_cache
+        )
+        if self.sparse_cache:
+            from infini_attention.ops.infini.sparse_cache import check_sizes
+
+            check_sizes(self.sparse_cache, self.segment_len)
+        for variant in ("key_shift", "query_shift", "sharpness", "sparse_cache"):
             if getattr(self, variant) and self.attention != "infini":
                 raise ValueError(f"{variant} is a variant of the 'infini' kind, not of {self.attention!r}")
         for name in (

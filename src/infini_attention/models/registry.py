@@ -49,6 +49,7 @@ def build_attention(config, layer_index: int | None = None):
             key_shift=config.key_shift,
             query_shift=config.query_shift,
             sharpness=config.sharpness,
+            sparse_cache=config.sparse_cache,
         )
     elif cls is MemorizingAttention:
         kwargs.update(top_k=config.knn_top_k, max_memories=config.knn_max_memories, beta_init=config.beta_init)

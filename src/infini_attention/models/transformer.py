@@ -204,6 +204,7 @@ IDENTITY_FIELDS = (  # what a state depends on: a state from a model that differ
     "key_shift",
     "query_shift",
     "sharpness",
+    "sparse_cache",
     "memory_layer",
 )
 

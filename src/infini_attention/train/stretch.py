@@ -43,6 +43,8 @@ def forward_with_write_weights(
             f"stretched writes need the linear memory rule (or a variant with its additive writes), this model has "
             f"rule={rule!r}"
         )
+    if getattr(config, "sparse_cache", 0):
+        raise ValueError("stretched writes replay a segment's write; with a sparse cache part of it is not written")
     batch, length = input_ids.shape
     segment_len = config.segment_len
     segments = -(-length // segment_len)

@@ -13,14 +13,18 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
+from infini_attention.ops.infini import sparse_cache as sparse
 from infini_attention.ops.infini.rules import EPS, RULES, Rule, rule_from_options
 from infini_attention.ops.rope import apply_rope
 from infini_attention.ops.segments import map_segment_pieces
 from infini_attention.state import InfiniState, KVState
 
 
-def empty_state(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, memory: bool) -> InfiniState | KVState:
-    """A fresh state for inputs shaped like k and v: no pending tokens and, if `memory`, M = 0 and z = 0."""
+def empty_state(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, memory: bool, sparse_cache: int = 0
+) -> InfiniState | KVState:
+    """A fresh state for inputs shaped like k and v: no pending tokens and, if `memory`, M = 0 and z = 0
+    (and an empty sparse cache if `sparse_cache` > 0: the variant of sparse_cache.py)."""
     batch, kv_heads, _, dk = k.shape
     dv = v.shape[-1]
     window_k, window_v = k.new_zeros(batch, kv_heads, 0, dk), v.new_zeros(batch, kv_heads, 0, dv)
@@ -28,6 +32,9 @@ def empty_state(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, memory: bool)
         return KVState(window_k, window_v)
     M = torch.zeros(batch, kv_heads, dk, dv, dtype=torch.float32, device=k.device)
     z = torch.zeros(batch, kv_heads, dk, dtype=torch.float32, device=k.device)
+    if sparse_cache:
+        cache = dict(cache_k=window_k.clone(), cache_v=window_v.clone())
+        return InfiniState(M, z, window_k, window_v, **cache)
     return InfiniState(M, z, window_k, window_v)
 
 
@@ -45,6 +52,8 @@ def infini_attention(
     write_gate: tuple[torch.Tensor, torch.Tensor] | None = None,
     feature_scale: torch.Tensor | None = None,
     feature_map=None,
+    sparse_cache: int = 0,
+    sparse_block: int = sparse.BLOCK,
 ) -> tuple[torch.Tensor, InfiniState | KVState]:
     """Infini-attention over q (B, H, L, dk), k (B, Hkv, L, dk), v (B, Hkv, L, dv); any L >= 1.
 
@@ -57,24 +66,36 @@ def infini_attention(
     inside a segment and no normaliser z; deltanet.py and README.md).
     feature_map: the memory's feature map (features.py; default: the rule's, the paper's σ for eqs 8-9);
     feature_scale: (Hkv,) shorthand for the `sharpness` variant's map σ(scale * x).
+    sparse_cache: C > 0 keeps up to C past tokens per key/value head exactly, the most novel blocks
+    (sparse_cache.py), and the local attention sees them (a variant, not the paper's: sparse_cache.py); 0: the paper.
+    sparse_block: tokens per block of its selection (sparse_cache and segment_len must be multiples of it).
     Returns the output (B, H, L, dv) in q's dtype and the new state (M and z in float32).
     """
     memory = None if beta is None else rule_from_options(rule, eps, write_gate, feature_scale, feature_map)
+    if sparse_cache < 0 or (sparse_cache and beta is None):
+        raise ValueError(f"sparse_cache must be >= 0 and needs a memory (beta), got {sparse_cache}")
+    if sparse_cache:
+        sparse.check_sizes(sparse_cache, segment_len, sparse_block)
     if state is None:
-        state = empty_state(q, k, v, memory=beta is not None)
+        state = empty_state(q, k, v, memory=beta is not None, sparse_cache=sparse_cache)
+    if beta is not None and (state.cache_k is not None) != bool(sparse_cache):
+        held = "holds a" if state.cache_k is not None else "has no"
+        raise ValueError(f"the state {held} sparse cache, but sparse_cache={sparse_cache}")
 
     def attend_piece(q, k, v, state):
-        return _attend_piece(q, k, v, beta, state, segment_len, rope, memory)
+        return _attend_piece(q, k, v, beta, state, segment_len, rope, memory, (sparse_cache, sparse_block))
 
     return map_segment_pieces(q, k, v, state, segment_len, attend_piece)
 
 
-def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None):
+def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None, sparse_cache=(0, 1)):
     """Tokens p..p+m-1 of one segment, where the state holds the segment's first p tokens."""
     p, m = state.k.shape[2], q.shape[2]
     keys = torch.cat([state.k, k], dim=2) if p else k  # (B, Hkv, p+m, dk), un-rotated
     values = torch.cat([state.v, v], dim=2) if p else v
-    a_dot = _local_attention(q, keys, values, rope)
+    cache_size, block = sparse_cache
+    cached = (state.cache_k, state.cache_v) if cache_size else None
+    a_dot = _local_attention(q, keys, values, rope, cached)
 
     if memory is None:
         out = a_dot
@@ -102,18 +123,31 @@ def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None):
     empty_v = values.new_empty(*values.shape[:2], 0, values.shape[3])
     if memory is None:
         return out, KVState(empty_k, empty_v)
+    if cache_size:  # the variant of sparse_cache.py: the most novel blocks stay cached, the rest is written
+        cache_k, cache_v, keys, values = sparse.select(cache_size, state.cache_k, state.cache_v, keys, values, block)
+        state = dataclasses.replace(state, cache_k=cache_k, cache_v=cache_v)
+        if not keys.shape[2]:  # the cache took every token (it is still filling up): nothing to write
+            return out, dataclasses.replace(state, k=empty_k, v=empty_v)
     M, z = memory.write(state.M, state.z, keys, values)  # eqs 8-9, or the rule's own
     return out, dataclasses.replace(state, M=M, z=z, k=empty_k, v=empty_v)
 
 
-def _local_attention(q, keys, values, rope):
-    """Causal softmax attention of queries at positions p..p+m-1 over keys at 0..p+m-1 of a segment."""
+def _local_attention(q, keys, values, rope, cached=None):
+    """Causal softmax attention of queries at positions p..p+m-1 over keys at 0..p+m-1 of a segment.
+
+    cached: (keys (B, Hkv, c, dk) un-rotated, values) of the sparse cache (sparse_cache.py), or None:
+    every query sees them, at RoPE position 0."""
     m, n = q.shape[2], keys.shape[2]
     p = n - m
     if rope is not None:
         cos, sin = rope
         q = apply_rope(q, cos[p:n], sin[p:n])
         keys = apply_rope(keys, cos[:n], sin[:n])
+    if cached is not None and cached[0].shape[2]:
+        cache_k = apply_rope(cached[0], cos[:1], sin[:1]) if rope is not None else cached[0]
+        keys = torch.cat([cache_k.to(keys.dtype), keys], dim=2)
+        values = torch.cat([cached[1].to(values.dtype), values], dim=2)
+        n, p = keys.shape[2], keys.shape[2] - m  # the cached tokens come before every query
     gqa = q.shape[1] != keys.shape[1]
     if m == 1:  # one query sees every key: no mask
         return F.scaled_dot_product_attention(q, keys, values, enable_gqa=gqa)

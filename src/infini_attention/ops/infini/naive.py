@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from infini_attention.ops.infini import sparse_cache as sparse
 from infini_attention.ops.infini.features import sigma, unit
 from infini_attention.ops.infini.rules import EPS, RULES, rule_from_options
 from infini_attention.ops.rope import apply_rope
@@ -30,7 +31,10 @@ def infini_attention_naive(
     write_gate: tuple[torch.Tensor, torch.Tensor] | None = None,
     feature_scale: torch.Tensor | None = None,
     feature_map=None,
-) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    sparse_cache: int = 0,
+    sparse_block: int = sparse.BLOCK,
+    initial_cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """Infini-attention over a sequence that starts on a segment boundary.
 
     q: (batch, heads, length, dk); k: (batch, kv_heads, length, dk); v: (batch, kv_heads, length, dv);
@@ -43,9 +47,13 @@ def infini_attention_naive(
     instead of sigma(x) for the queries and keys of each key/value head (linear and delta rules).
     rule: a name of rules.RULES or a Rule; feature_map: a feature map of features.py (default: the rule's).
     The memory's read and write are the rule's `reference_*` methods, one head at a time.
+    sparse_cache: C > 0 for the sparse-cache variant (sparse_cache.py): up to C past tokens per key/value
+    head kept exactly and attended to at RoPE position 0, chosen in blocks of sparse_block tokens;
+    initial_cache: its (keys, values) to start from.
 
     Returns the output (batch, heads, length, dv) in float32 and (M, z) after the last complete
-    segment; a final partial segment is attended to but not written to the memory. The `deltanet`
+    segment, with the cache's (keys, values) after them when sparse_cache > 0; a final partial segment
+    is attended to but not written to the memory. The `deltanet`
     rule neither reads nor writes z (it is returned as given).
     """
     memory = rule_from_options(rule, eps, write_gate, feature_scale, feature_map)
@@ -59,6 +67,11 @@ def infini_attention_naive(
     else:
         M = [[initial_state[0][b, j].float() for j in range(kv_heads)] for b in range(batch)]
         z = [[initial_state[1][b, j].float() for j in range(kv_heads)] for b in range(batch)]
+    cache_k = [[torch.zeros(0, dk) for _ in range(kv_heads)] for _ in range(batch)]
+    cache_v = [[torch.zeros(0, dv) for _ in range(kv_heads)] for _ in range(batch)]
+    if initial_cache is not None:
+        cache_k = [[initial_cache[0][b, j].float() for j in range(kv_heads)] for b in range(batch)]
+        cache_v = [[initial_cache[1][b, j].float() for j in range(kv_heads)] for b in range(batch)]
 
     outputs = []  # one (batch, heads, n, dv) tensor per segment
     for start in range(0, length, segment_len):
@@ -72,16 +85,20 @@ def infini_attention_naive(
                 qs, ks, vs = q[b, h, seg], k[b, j, seg], v[b, j, seg]
 
                 # Segment-local causal dot-product attention; RoPE (positions 0..n-1) here only.
-                qr, kr = qs, ks
+                # The sparse cache's tokens (if any) come first, at position 0, seen by every query.
+                ck, cv = cache_k[b][j], cache_v[b][j]
+                qr, kr = qs, torch.cat([ck, ks])
                 if rope is not None:
                     qr = apply_rope(qs, rope[0][:n], rope[1][:n])
-                    kr = apply_rope(ks, rope[0][:n], rope[1][:n])
+                    positions = [0] * len(ck) + list(range(n))
+                    kr = apply_rope(kr, rope[0][positions], rope[1][positions])
                 scores = qr @ kr.T / math.sqrt(dk)
                 causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
-                scores = scores.masked_fill(~causal, float("-inf"))
+                visible = torch.cat([torch.ones(n, len(ck), dtype=torch.bool), causal], dim=1)
+                scores = scores.masked_fill(~visible, float("-inf"))
                 weights = torch.exp(scores - scores.max(dim=-1, keepdim=True).values)
                 weights = weights / weights.sum(dim=-1, keepdim=True)
-                a_dot = weights @ vs
+                a_dot = weights @ torch.cat([cv, vs])
 
                 if memory.reads_own_segment:  # a variant (causal.py): this segment's keys up to t too
                     a_mem = memory.reference_read_segment(qs, ks, vs, M[b][j], z[b][j], j)
@@ -104,8 +121,17 @@ def infini_attention_naive(
             break  # a partial segment is never written to the memory
         for b in range(batch):
             for j in range(kv_heads):  # eq 8 / eq 9 (or the rule's own write)
-                M[b][j], z[b][j] = memory.reference_write(k[b, j, seg], v[b, j, seg], M[b][j], z[b][j], j)
+                wk, wv = k[b, j, seg], v[b, j, seg]
+                if sparse_cache:  # the worst-recalled tokens stay cached, the others are written
+                    cache_k[b][j], cache_v[b][j], wk, wv = sparse.reference_select(
+                        sparse_cache, cache_k[b][j], cache_v[b][j], wk, wv, sparse_block
+                    )
+                if len(wk):  # (the cache may take every token while it fills up)
+                    M[b][j], z[b][j] = memory.reference_write(wk, wv, M[b][j], z[b][j], j)
     out = torch.cat(outputs, dim=2)
     M_final = torch.stack([torch.stack(row) for row in M])
     z_final = torch.stack([torch.stack(row) for row in z])
+    if sparse_cache:
+        cache = tuple(torch.stack([torch.stack(row) for row in part]) for part in (cache_k, cache_v))
+        return out, (M_final, z_final, *cache)
     return out, (M_final, z_final)
