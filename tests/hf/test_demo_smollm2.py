@@ -116,7 +116,11 @@ def test_the_cli_runs_the_demo_end_to_end(artifact, tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["source"] == str(artifact[1]) and summary["settings"]["feature_map"] == "hedgehog"
     assert len(summary["passkey"]["rows"]) == 4 and summary["streaming"]["tokens"] == 300
-    assert (out / "summary.md").read_text().startswith("# SmolLM2-135M-Instruct")
+    cached = summary["passkey_sparse_cache"]  # the variant's run, beside the paper's memory (default 256 tokens)
+    assert cached["tokens_per_kv_head"] == 256 and len(cached["rows"]) == 4
+    assert [r["answers"][0][0] for r in cached["rows"]] == [r["answers"][0][0] for r in summary["passkey"]["rows"]]
+    page = (out / "summary.md").read_text()
+    assert page.startswith("# SmolLM2-135M-Instruct") and "With the sparse-cache variant (256 tokens per" in page
     assert cli([*args, "--out", str(out)]) == 0 and (tmp_path / "demo-2" / "summary.json").is_file()
 
 
@@ -125,6 +129,11 @@ def test_the_demo_refuses_other_options_and_names_the_missing_gguf(artifact, tmp
     assert "--checkpoint applies to --model passkey" in capsys.readouterr().err
     assert cli(["demo", "--tokens", "8K", "--out", str(tmp_path / "b")]) == 2
     assert "--tokens applies to --model smollm2" in capsys.readouterr().err
+    assert cli(["demo", "--sparse-cache", "64", "--out", str(tmp_path / "e")]) == 2
+    assert "--sparse-cache applies to --model smollm2" in capsys.readouterr().err
+    bad = ["demo", "--model", "smollm2", "--artifact", str(artifact[0]), "--sparse-cache", "20"]
+    assert cli([*bad, "--out", str(tmp_path / "f")]) == 2
+    assert "multiple of 16" in capsys.readouterr().err
     assert cli(["demo", "--model", "smollm2", "--artifact", str(tmp_path), "--out", str(tmp_path / "c")]) == 2
     assert "no manifest.json" in capsys.readouterr().err
 

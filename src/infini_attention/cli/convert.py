@@ -30,6 +30,12 @@ def add_arguments(p):
     variants.add_argument("--key-shift", type=int, default=0, help="previous-token taps on the memory's keys")
     variants.add_argument("--query-shift", type=int, default=0, help="previous-token taps on the memory's queries")
     variants.add_argument("--sharpness", action="store_true", help="a learned scale inside sigma per kv head")
+    variants.add_argument(
+        "--sparse-cache",
+        type=int,
+        default=0,
+        help="past tokens per kv head kept exactly, the most novel blocks of 16 (ops/infini/sparse_cache.py)",
+    )
 
 
 def run(args) -> int:
@@ -42,7 +48,9 @@ def run(args) -> int:
         f"loaded {type(model).__name__}: {config.num_hidden_layers} layers, {config.num_attention_heads} heads / "
         f"{config.num_key_value_heads} kv heads, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters"
     )
-    variants = dict(key_shift=args.key_shift, query_shift=args.query_shift, sharpness=args.sharpness)
+    variants = dict(
+        key_shift=args.key_shift, query_shift=args.query_shift, sharpness=args.sharpness, sparse_cache=args.sparse_cache
+    )
     diff = convert_checked(model, ids, args.segment_len, args.rule, args.beta_init, **variants)
     print(f"check on {ids.shape[1]} tokens, gates forced local: max abs logit difference {diff:.3e}")
     if not diff <= TOLERANCE:

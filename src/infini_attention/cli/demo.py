@@ -55,6 +55,13 @@ def add_arguments(p):
     p.add_argument(
         "--tokens", default=None, help="smollm2: tokens of Genesis to stream (default 8K; the book has 58,525)"
     )
+    p.add_argument(
+        "--sparse-cache",
+        type=int,
+        default=None,
+        help="smollm2: also run the passkey with the sparse-cache variant of this many tokens per key/value head "
+        "(not the paper's: ops/infini/sparse_cache.py), beside the paper's memory alone (default 256; 0: skip)",
+    )
     p.add_argument("--no-ablation", action="store_true", help="skip the memory-reset runs (halves the time)")
     p.add_argument(
         "--ablation-up-to", default="128K", help="run the memory-reset ablation up to this length (default 128K)"
@@ -76,7 +83,8 @@ def _defaults(args) -> None:
     for name, value in (demo_smollm2.DEFAULTS if smollm2 else DEFAULTS).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    given = [f"--{name}" for name in (("checkpoint",) if smollm2 else ("artifact", "tokens")) if getattr(args, name)]
+    others = ("checkpoint",) if smollm2 else ("artifact", "tokens", "sparse_cache")
+    given = [f"--{name.replace('_', '-')}" for name in others if getattr(args, name) is not None]
     if given:
         other = "passkey" if smollm2 else "smollm2"
         raise ValueError(f"{', '.join(given)} applies to --model {other}, not --model {args.model}")
@@ -106,6 +114,8 @@ def run(args) -> int:
         from infini_attention.cli import demo_smollm2
 
         tokens = parse_count(args.tokens)
+        if args.sparse_cache < 0 or args.sparse_cache % 16:
+            raise ValueError(f"--sparse-cache must be 0 or a positive multiple of 16 tokens, got {args.sparse_cache}")
         return demo_smollm2.run(args, lengths, args.depths, args.keys, tokens, ablation_setting(args), out)
     folder = Path(args.checkpoint or DEFAULT_CHECKPOINT)
     model = load_model(folder)

@@ -42,6 +42,7 @@ DEFAULTS = {
     "lengths": ["1000", "2000"],
     "depths": [0.0, 1.0],  # the needle in the first segment (memory) and next to the question (local window)
     "tokens": "8K",  # of Genesis, streamed
+    "sparse_cache": 256,  # tokens per key/value head of the sparse-cache variant's passkey run (0: none)
     "out": "infini-demo-smollm2",
 }
 CHUNK_SEGMENTS = 4  # segments per call while streaming, as runs/smollm2_transfer.py eval reads Genesis
@@ -245,6 +246,15 @@ def format_passkey(rows) -> str:
     )
 
 
+def sparse_cache_line(model, size: int) -> str:
+    """'256 tokens per key/value head, 5.9 MB more state': what the variant adds to the state."""
+    from infini_attention.eval.footprint import memory_footprint
+
+    fields = {**model.config.to_dict(), "attention": "infini"}
+    extra = memory_footprint({**fields, "sparse_cache": size}) - memory_footprint({**fields, "sparse_cache": 0})
+    return f"{size} tokens per key/value head, {format_bytes(4 * extra)} more state"
+
+
 def describe(model, info: dict) -> str:
     from infini_attention.eval.passkey import describe_model
 
@@ -266,10 +276,20 @@ def run(args, lengths: list[int], depths: list[float], keys: int, tokens: int, a
     print(f"model: {header}, loaded in {info['load_s']:.0f} s")
     ids = read_text(tokenizer, tokens)  # before the passkey runs: a too long --tokens fails now
 
-    print("\nPasskey (the paper's prompt, greedy):")
+    print("\nPasskey (the paper's prompt, greedy), the paper's memory:")
     passkey_json, rows = run_passkey(model, tokenizer, lengths, depths, keys, ablation)
     passkey_md = format_passkey(rows)
     print(passkey_md)
+    cache_json, cache_md = None, ""
+    if args.sparse_cache:  # a variant, beside the paper's memory (never instead of it)
+        from infini_attention.hf.modeling import set_sparse_cache
+
+        set_sparse_cache(model, args.sparse_cache)
+        print(f"\nPasskey, the same instances, with the sparse cache ({sparse_cache_line(model, args.sparse_cache)}):")
+        cache_json, cache_rows = run_passkey(model, tokenizer, lengths, depths, keys, ablation)
+        cache_md = format_passkey(cache_rows)
+        print(cache_md)
+        set_sparse_cache(model, 0)  # the streaming part reads with the paper's memory
 
     print()
     streaming = run_streaming(model, ids)
@@ -278,8 +298,12 @@ def run(args, lengths: list[int], depths: list[float], keys: int, tokens: int, a
 
     wall = time.perf_counter() - started
     summary = {"model": header, **info, "passkey": passkey_json, "streaming": streaming, "wall_s": wall}
+    if cache_json is not None:
+        summary["passkey_sparse_cache"] = {"tokens_per_kv_head": args.sparse_cache, **cache_json}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     command = "infini demo --model smollm2" + (f" --artifact {args.artifact}" if args.artifact else "")
+    if args.sparse_cache != DEFAULTS["sparse_cache"]:
+        command += f" --sparse-cache {args.sparse_cache}"
     page = [
         "# SmolLM2-135M-Instruct with Infini-attention (attention transfer)",
         "",
@@ -289,8 +313,21 @@ def run(args, lengths: list[int], depths: list[float], keys: int, tokens: int, a
         "",
         "## Passkey",
         "",
+        "The paper's memory (M, z) alone:",
+        "",
         passkey_md,
         "",
+        *(
+            [
+                f"With the sparse-cache variant ({sparse_cache_line(model, args.sparse_cache)}; not the paper's, "
+                "ops/infini/sparse_cache.py), the same instances:",
+                "",
+                cache_md,
+                "",
+            ]
+            if cache_json is not None
+            else []
+        ),
         "## Streaming",
         "",
         streaming_md,
