@@ -8,14 +8,14 @@
 #   STAGES="c eval" bash runs/passkey.sh   # only some
 #   VARIANT=paper bash runs/passkey.sh     # the same recipe with the paper's layer (no key_shift)
 #   VARIANT=deltanet bash runs/passkey.sh  # key_shift + the deltanet memory rule (from stage b on)
-# Stages prose, i and j (session 4, runs/EXPERIMENTS.md E16-E17) continue the shipped filler model on prose
+# Stages prose, i, j and k (sessions 4 and 7, runs/EXPERIMENTS.md E16-E17, E25) continue the shipped filler model on prose
 # haystacks (runs/tools/build_prose.py; needs Debian python3.11-doc fortunes doc-debian manpages man-db) in the
 # passkey, paraphrase and RULER formats; eval-prose evaluates on the held-out prose.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=${OUT:-runs/out}
-STAGES=${STAGES:-"a b c d e f g h prose i j ship eval eval-prose"}
+STAGES=${STAGES:-"a b c d e f g h prose i j k ship eval eval-prose"}
 LENGTHS=${LENGTHS:-"4000 4090 32000 128000 1000000"}  # 4090: a needle at depth 1 shares the question's segment
 VARIANT=${VARIANT:-shift}
 RULE=()  # stage b's memory rule when it is not the stage-a model's (linear)
@@ -30,9 +30,10 @@ MINI=(--preset small --model num_layers=2 --model hidden_size=128 --model head_d
       --model key_shift=$SHIFT)
 A=e4a${SUFFIX/-deltanet/}; B=e5-copy-${VARIANT}-curriculum; C=e6-passkey-$VARIANT; D=e7-passkey-$VARIANT-5k
 E=e12-passkey-stretch-taps; F=e13-passkey-stretch-1k; G=e14-passkey-doubled; H=e15-passkey-aligned
-I=e16-prose-formats$SUFFIX; J=e17-prose-formats-2$SUFFIX; PROSE=$OUT/prose
+I=e16-prose-formats$SUFFIX; J=e17-prose-formats-2$SUFFIX; K=e25-doubled; PROSE=$OUT/prose
 LAST=$D  # the checkpoint that the ship and eval stages read
 if [ "$VARIANT" != deltanet ]; then LAST=$J; fi
+if [ "$VARIANT" = shift ]; then LAST=$K; fi
 I_FROM=$H  # stage i continues the filler model: the key_shift variant after its stages e-h, the paper's after d
 if [ "$VARIANT" = paper ]; then I_FROM=$D; fi
 # prose training: the paper filler 1 batch in 4, held-out prose for the training-time evaluation
@@ -109,6 +110,11 @@ for stage in $STAGES; do
       [ "$VARIANT" != deltanet ] || { echo "stage j: the key_shift and paper variants only"; continue; }
       run_stage $J --task passkey --init-from "$OUT/$I/checkpoint" \
         --formats passkey paraphrase ruler ruler ruler-multikey "${PROSE_ARGS[@]}" --steps 800 --lr 3e-4 --warmup-steps 20 ;;
+    k)  # E25: stage j's weights read with the linear-causal rule, a doubled digit in every training key (~23 min)
+      [ "$VARIANT" = shift ] || { echo "stage k: the key_shift variant only"; continue; }
+      run_stage $K --task passkey --init-from "$OUT/$J/checkpoint" --model rule=linear-causal \
+        --formats passkey paraphrase ruler ruler ruler-multikey "${PROSE_ARGS[@]}" --doubled-keys 1.0 \
+        --steps 600 --lr 2e-4 --warmup-steps 20 --eval-every 300 ;;
     eval-prose)  # every format on the held-out prose; fresh keys per cell
       checkpoint="$OUT/$LAST/checkpoint"
       if [ "$VARIANT" = shift ]; then checkpoint=src/infini_attention/assets/passkey; fi
@@ -133,27 +139,26 @@ for stage in $STAGES; do
         infini eval passkey --checkpoint "$checkpoint" --format $fmt --haystack "$PROSE/heldout.txt" \
           --lengths 1000000 --depths 0 0.5 1 --keys 4 --no-ablation --overwrite --out "docs/results/passkey$SUFFIX-prose-$fmt-1m"
       done ;;
-    ship)  # the last stage's weights twice: assets/passkey-e17 (the linear rule, as trained) and assets/passkey, read
-           # with the linear-causal rule (ops/infini/causal.py; runs/EXPERIMENTS.md, session 5: no retraining)
+    ship)  # assets/passkey-e17: stage j's weights with the paper's linear rule (E17, as trained); assets/passkey: stage
+           # k's (E25, trained with the linear-causal rule: ops/infini/causal.py; runs/EXPERIMENTS.md, sessions 5 and 7)
       [ "$VARIANT" = shift ] || { echo "only the key_shift model is shipped"; continue; }
-      for name in passkey-e17 passkey; do
-        mkdir -p src/infini_attention/assets/$name
-        cp "$OUT/$LAST/checkpoint/model.safetensors" "$OUT/$LAST/train_config.json" src/infini_attention/assets/$name/
-      done
-      python - "$OUT/$LAST/checkpoint/config.json" <<'PY'
+      mkdir -p src/infini_attention/assets/passkey-e17 src/infini_attention/assets/passkey
+      cp "$OUT/$J/checkpoint/model.safetensors" "$OUT/$J/train_config.json" src/infini_attention/assets/passkey-e17/
+      cp "$OUT/$K/checkpoint/model.safetensors" "$OUT/$K/train_config.json" src/infini_attention/assets/passkey/
+      python - "$OUT/$J/checkpoint/config.json" "$OUT/$K/checkpoint/config.json" <<'PY'
 import json, sys
 config = json.load(open(sys.argv[1]))
 config["about"] = ("E17 of runs/EXPERIMENTS.md (runs/passkey.sh stages a-j), read with the paper's linear rule: the checkpoint "
                    "shipped as assets/passkey in session 4. It finds a needle only through the memory: 0% when the needle "
-                   "shares the question's segment. assets/passkey holds the same weights read with the linear-causal rule.")
+                   "shares the question's segment.")
 json.dump(config, open("src/infini_attention/assets/passkey-e17/config.json", "w"), indent=2)
-config["rule"] = "linear-causal"
+config = json.load(open(sys.argv[2]))
 config["about"] = ("Trained on this repo's CPU recipe runs/passkey.sh (copy pre-training, then passkey on inputs of at most 5K "
                    "tokens, with filler segments written up to 1024 times into the memory: train/stretch.py; then on prose "
-                   "haystacks in the passkey, paraphrase and RULER formats: E17), read with the linear-causal memory rule "
-                   "(ops/infini/causal.py: the read also sees the token's own segment so far; the same weights as "
-                   "assets/passkey-e17, which reads with the paper's linear rule); results in docs/results/passkey.md and "
-                   "docs/results/passkey-prose-*.md.")
+                   "haystacks in the passkey, paraphrase and RULER formats: E16-E17; then read with the linear-causal memory "
+                   "rule (ops/infini/causal.py: the read also sees the token's own segment so far) and fine-tuned with a digit "
+                   "written twice in a row in every training key: E25, stage k); results in docs/results/passkey.md and "
+                   "docs/results/passkey-prose-*.md. assets/passkey-e17 holds E17's weights, read with the paper's linear rule.")
 json.dump(config, open("src/infini_attention/assets/passkey/config.json", "w"), indent=2)
 PY
       ;;

@@ -23,8 +23,9 @@ def test_the_filler_passkey_checkpoint_gives_its_reference_logits():
 
 
 def test_the_shipped_model_finds_a_key_in_the_questions_own_segment_and_through_the_memory():
-    """assets/passkey = E17's weights read with the linear-causal rule; assets/passkey-e17 reads the same weights with
-    the paper's linear rule and finds a needle only through the memory (runs/EXPERIMENTS.md, session 5)."""
+    """assets/passkey = E25: E17's weights read with the linear-causal rule and fine-tuned with it; assets/passkey-e17
+    holds E17's weights read with the paper's linear rule and finds a needle only through the memory
+    (runs/EXPERIMENTS.md, sessions 5 and 7)."""
     from infini_attention.data.passkey import make_instance
     from infini_attention.data.tokenizers import ByteTokenizer
     from infini_attention.eval.passkey import found_via
@@ -32,8 +33,9 @@ def test_the_shipped_model_finds_a_key_in_the_questions_own_segment_and_through_
 
     shipped, e17 = load_model(ASSETS / "passkey").eval(), load_model(ASSETS / "passkey-e17").eval()
     assert shipped.config.rule == "linear-causal" and e17.config.rule == "linear"
-    for name, p in shipped.named_parameters():
-        assert torch.equal(p, dict(e17.named_parameters())[name]), name
+    assert {name: p.shape for name, p in shipped.named_parameters()} == {
+        name: p.shape for name, p in e17.named_parameters()
+    }, "the same architecture"
 
     def answers(model, instances):
         """Per instance (all of one length, run as one batch): whether the greedy answer is the key."""
