@@ -114,8 +114,12 @@ def run(args) -> int:
         from infini_attention.cli import demo_smollm2
 
         tokens = parse_count(args.tokens)
-        if args.sparse_cache < 0 or args.sparse_cache % 16:
-            raise ValueError(f"--sparse-cache must be 0 or a positive multiple of 16 tokens, got {args.sparse_cache}")
+        from infini_attention.ops.infini.sparse_cache import BLOCK
+
+        if args.sparse_cache < 0 or args.sparse_cache % BLOCK:  # before the minute of loading the model
+            raise ValueError(
+                f"--sparse-cache must be 0 or a positive multiple of {BLOCK} tokens, got {args.sparse_cache}"
+            )
         return demo_smollm2.run(args, lengths, args.depths, args.keys, tokens, ablation_setting(args), out)
     folder = Path(args.checkpoint or DEFAULT_CHECKPOINT)
     model = load_model(folder)

@@ -7,7 +7,6 @@ import math
 from dataclasses import dataclass, fields
 
 from infini_attention.layers.attention import check_memory_options
-from infini_attention.ops.infini.sparse_cache import check_sizes
 
 CONFIG_KEY = "infini_attention"  # the config entry that marks a converted model and holds its settings
 
@@ -43,10 +42,8 @@ class InfiniSettings:
         # the default "elu1" beside sharpness=True means the older spelling of feature_map="sharpness"
         named = None if self.feature_map == "elu1" else self.feature_map
         feature_map = check_memory_options(
-            self.rule, self.key_shift, self.query_shift, self.sharpness, named, self.sparse_cache
+            self.rule, self.key_shift, self.query_shift, self.sharpness, named, self.sparse_cache, self.segment_len
         )
-        if self.sparse_cache:
-            check_sizes(self.sparse_cache, self.segment_len)
         object.__setattr__(self, "feature_map", feature_map)  # one spelling of each map from here on
         object.__setattr__(self, "sharpness", feature_map == "sharpness")
 

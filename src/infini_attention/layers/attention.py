@@ -126,13 +126,17 @@ def check_memory_options(
     sharpness: bool = False,
     feature_map: str | None = None,
     sparse_cache: int = 0,
+    segment_len: int | None = None,
 ) -> str:
     """Check an Infini layer's memory options (the one place: the layer, ModelConfig and the Hugging Face
-    conversion settings call it); returns the feature map's name (sharpness=True is feature_map="sharpness")."""
+    conversion settings call it); returns the feature map's name (sharpness=True is feature_map="sharpness").
+    segment_len: needed to check a sparse cache's size (both must be whole blocks of its selection)."""
     if rule not in RULES:
         raise ValueError(f"unknown memory rule {rule!r}: expected one of {', '.join(RULES)}")
     if isinstance(sparse_cache, bool) or not isinstance(sparse_cache, int) or sparse_cache < 0:
         raise ValueError(f"sparse_cache must be a number of tokens >= 0, got {sparse_cache!r}")
+    if sparse_cache:
+        sparse_sizes(sparse_cache, segment_len)
     for name, taps in (("key_shift", key_shift), ("query_shift", query_shift)):
         if not isinstance(taps, bool | int) or taps < 0:
             raise ValueError(f"{name} must be a bool or a number of previous tokens >= 0, got {taps!r}")
@@ -176,10 +180,10 @@ class InfiniAttention(_Attention):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        feature_map = check_memory_options(rule, key_shift, query_shift, sharpness, feature_map, sparse_cache)
+        feature_map = check_memory_options(
+            rule, key_shift, query_shift, sharpness, feature_map, sparse_cache, self.segment_len
+        )
         self.rule, self.sparse_cache = rule, sparse_cache
-        if sparse_cache:
-            sparse_sizes(sparse_cache, self.segment_len)
         # new parameters live where the projections do (a pretrained model may sit on a GPU); gates and
         # memory-path scalars in float32, shift projections in the projections' dtype
         device, dtype = self.q_proj.weight.device, self.q_proj.weight.dtype
@@ -280,10 +284,7 @@ class InfiniAttention(_Attention):
             )
         if state.M.dtype != torch.float32 or state.z.dtype != torch.float32:
             raise TypeError(f"memory must be float32, got M {state.M.dtype} and z {state.z.dtype}")
-        if (state.cache_k is not None) != bool(self.sparse_cache):
-            held = "holds a sparse cache" if state.cache_k is not None else "has no sparse cache"
-            raise ValueError(f"the state {held}, but this layer has sparse_cache={self.sparse_cache}")
-        if self.sparse_cache:
+        if self.sparse_cache and state.cache_k is not None:  # (a cache where none belongs: the op refuses it)
             for name in ("cache_k", "cache_v"):
                 t = getattr(state, name)
                 if t.dim() != 4 or (t.shape[0], t.shape[1], t.shape[3]) != (

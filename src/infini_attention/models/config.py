@@ -57,12 +57,13 @@ class ModelConfig:
         from infini_attention.layers.attention import check_memory_options
 
         check_memory_options(
-            self.rule, self.key_shift, self.query_shift, self.sharpness, sparse_cache=self.sparse_cache
+            self.rule,
+            self.key_shift,
+            self.query_shift,
+            self.sharpness,
+            sparse_cache=self.sparse_cache,
+            segment_len=self.segment_len,
         )
-        if self.sparse_cache:
-            from infini_attention.ops.infini.sparse_cache import check_sizes
-
-            check_sizes(self.sparse_cache, self.segment_len)
         for variant in ("key_shift", "query_shift", "sharpness", "sparse_cache"):
             if getattr(self, variant) and self.attention != "infini":
                 raise ValueError(f"{variant} is a variant of the 'infini' kind, not of {self.attention!r}")

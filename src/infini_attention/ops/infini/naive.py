@@ -122,7 +122,7 @@ def infini_attention_naive(
         for b in range(batch):
             for j in range(kv_heads):  # eq 8 / eq 9 (or the rule's own write)
                 wk, wv = k[b, j, seg], v[b, j, seg]
-                if sparse_cache:  # the worst-recalled tokens stay cached, the others are written
+                if sparse_cache:  # the most novel blocks stay cached, the others are written
                     cache_k[b][j], cache_v[b][j], wk, wv = sparse.reference_select(
                         sparse_cache, cache_k[b][j], cache_v[b][j], wk, wv, sparse_block
                     )
