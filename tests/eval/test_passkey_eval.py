@@ -125,3 +125,16 @@ def test_deltanet_model_evaluates_without_a_key_share():
     row = evaluate_cell(model, TOK, 700, 0.0, 2, reset_memory=False)
     assert row.in_memory and row.memory_share is None
     assert "| - |" in format_table([row])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_evaluation_on_cuda_matches_the_cpu():
+    """The prompts are made on the CPU: the evaluation moves them, and the key-share probe keeps its sums, on
+    the model's device (both failed on an H200 in session 8)."""
+    model = tiny_model()
+    on_cpu = evaluate_passkey(model, TOK, [600], [0.0, 1.0], keys=2, progress=False)
+    on_gpu = evaluate_passkey(model.cuda(), TOK, [600], [0.0, 1.0], keys=2, progress=False)
+    for a, b in zip(on_cpu, on_gpu):
+        assert a.answers == b.answers and a.accuracy == b.accuracy
+        if a.memory_share is not None:
+            assert abs(a.memory_share - b.memory_share) < 1e-4

@@ -275,3 +275,9 @@ def test_unknown_rule_is_rejected():
         infini_attention(q, k, v, beta, segment_len=N, rule="hebbian")
     with pytest.raises(ValueError, match="write_gate"):
         infini_attention(q, k, v, beta, segment_len=N, rule="deltanet")
+
+
+def test_rope_tables_are_made_on_the_positions_device():
+    """inv_freq follows the positions (a CPU-only table failed on CUDA positions; meta shows it without a GPU)."""
+    cos, sin = rope_cos_sin(torch.arange(8, device="meta"), 16, 1e4)
+    assert cos.device.type == sin.device.type == "meta" and cos.shape == (8, 16)

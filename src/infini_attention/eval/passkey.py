@@ -93,7 +93,9 @@ class _NeedleProbe:
             _, k, _, _ = layer.project(x, state)  # (B, Hkv, L, d), as the memory receives them
             rule = layer.memory_rule()
             if self.mass[i] is None:
-                self.mass[i] = torch.zeros(len(self.needles), layer.num_key_value_heads, layer.head_dim)
+                self.mass[i] = k.new_zeros(
+                    len(self.needles), layer.num_key_value_heads, layer.head_dim, dtype=torch.float32
+                )
             for b, lo, hi in spans:
                 self.mass[i][b] += rule.key_mass(k[b : b + 1, :, lo:hi])[0]
 
@@ -176,10 +178,11 @@ def evaluate_length(
     probe = None if reset_memory else _NeedleProbe(model, [inst.needle_spans[inst.ask] for inst in instances])
     chunk_len = n if reset_memory else n * chunk_segments  # the ablation empties the memory every segment
     state, logits, start, peak = None, None, time.perf_counter(), rss_bytes()
+    device = next(model.parameters(), torch.empty(0)).device  # the prompts are made on the CPU
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             for chunk in _stack_chunks(instances, chunk_len):
-                logits, state = model(chunk, state, logits_to_keep=1)
+                logits, state = model(chunk.to(device), state, logits_to_keep=1)
                 if reset_memory and state.position % n == 0:
                     state = model.reset_memory(state)
                 peak = max(peak, rss_bytes())
@@ -199,7 +202,7 @@ def evaluate_length(
         if probe is not None:
             probe.close()
     seconds = time.perf_counter() - start
-    predicted = torch.stack(predicted, dim=1)  # (depths * keys, answer_len)
+    predicted = torch.stack(predicted, dim=1).cpu()  # (depths * keys, answer_len)
     rows = []
     for c, (depth, cell) in enumerate(zip(depths, cells)):
         results = []  # (instance, exact, digits right, share, prediction) per instance of the cell

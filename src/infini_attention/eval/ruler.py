@@ -51,9 +51,10 @@ def evaluate_cell(
     """The `samples` instances of one (task, length) cell, one at a time (RULER's lengths differ per instance)."""
     wrapper = Wrapper.chat(em.tokenizer.tokenizer, em.tokenizer) if em.chat_template else None
     scores, answers, tokens, peak, start = [], [], 0, rss_bytes(), time.perf_counter()
+    device = next(em.model.parameters(), torch.empty(0)).device  # the prompts are made on the CPU
     for i in range(samples):
         inst = make_instance(task, em.tokenizer, length, instance_seed(seed, task, length, i), haystack, wrapper)
-        ids = torch.tensor([inst.prompt_ids], dtype=torch.long)
+        ids = torch.tensor([inst.prompt_ids], dtype=torch.long, device=device)
         logits, state = prefill(em.model, ids, reset_memory=reset_memory, on_block=progress)
         out = greedy_continue(em.model, logits, state, inst.tokens_to_generate, em.stop_ids, reset_memory=reset_memory)[
             0

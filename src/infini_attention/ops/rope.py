@@ -10,7 +10,7 @@ import torch
 
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of shape (len(positions), head_dim) for integer positions, computed in float64."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim))
     angles = positions.to(torch.float64)[:, None] * inv_freq[None, :]  # (n, head_dim/2)
     angles = torch.cat([angles, angles], dim=-1)  # (n, head_dim)
     return angles.cos().float(), angles.sin().float()

@@ -1,0 +1,327 @@
+"""SmolLM2's memory path fine-tuned end to end on needle tasks over prose (issue 14; route 4 of its recipe).
+
+LoRA on every layer's q/k/v/o, the gates and (base "transfer") the transfer artifact's feature maps are
+trained; everything else stays the GGUF's. The batches are `infini train --task passkey`'s
+(train/tasks/passkey.py: the formats and haystacks given, loss on the answer only), back-propagated
+through every segment, so the only way to the answer is to write the needle into the memory and read it
+back at the question. The run is time-boxed, as a GPU lease is: the learning rate follows a cosine over
+`--minutes` of training (not over a number of steps), the adapter is saved every `--save-every` steps and
+at the end, and then the passkey evaluation (eval/passkey.py) runs on a held-out haystack, the needle only
+in memory (depths < 1) and in the question's segment (depth 1), with the memory-reset ablation.
+
+    python runs/smollm2_finetune.py --base transfer --device cuda --minutes 5 --batch-size 16 \
+        --haystacks runs/out/prose/train.txt --eval-haystack runs/out/prose/heldout.txt --out OUT
+    python runs/smollm2_finetune.py --base paper ...             # the paper's layer (ELU+1), same recipe
+    python runs/smollm2_finetune.py --eval-only --adapter OUT ...   # evaluate a saved adapter
+
+--base transfer: the shipped SmolLM2 transfer artifact (gates + Hedgehog feature maps, rule delta, segment
+256); --base paper: the GGUF converted with the paper's layer (sigma = ELU+1, the same rule and segment),
+gates at their initial value. Writes OUT/adapter.safetensors (the trained tensors only, named as in the
+model's state dict; LoRA as `<module>.lora_A.weight` / `.lora_B.weight`, PEFT's layout), OUT/adapter.json
+(what rebuilds it), OUT/train.jsonl (one line per step), OUT/eval.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+class LoRALinear(nn.Module):
+    """base(x) + scale * B(A(x)): the frozen projection plus a rank-r update that starts at zero (B = 0)."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float):
+        super().__init__()
+        self.base = base
+        self.lora_A = nn.Linear(base.in_features, rank, bias=False)
+        self.lora_B = nn.Linear(rank, base.out_features, bias=False)
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+        self.lora_A.to(base.weight.device)
+        self.lora_B.to(base.weight.device)
+        self.scale = alpha / rank
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    @property
+    def weight(self) -> torch.Tensor:  # code that reads a projection's weight sees the frozen one
+        return self.base.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.lora_B(self.lora_A(x)) * self.scale
+
+
+def add_lora(model, rank: int, alpha: float) -> None:
+    """Wrap q/k/v/o of every converted layer in LoRALinear (model: HFTrainingModel)."""
+    for layer in model.layers:
+        attn = layer.self_attn
+        for name in PROJECTIONS:
+            setattr(attn, name, LoRALinear(getattr(attn, name), rank, alpha))
+
+
+def load_base(args, device: torch.device):
+    """HFTrainingModel of --base on --source."""
+    if args.base == "transfer":
+        from infini_attention.hf.transfer import load_transferred
+
+        return load_transferred(args.artifact, source=args.source).to(device)
+    from infini_attention.hf.training import HFTrainingModel
+
+    return HFTrainingModel.load(args.source, segment_len=args.segment_len, rule=args.rule).to(device)
+
+
+def select_trainable(model) -> dict[str, list[nn.Parameter]]:
+    """Freeze all but LoRA, the gates and the memory path's own parameters (feature maps): {group: params}."""
+    gate_ids = {id(p) for p in model.gate_parameters()}
+    groups = {"lora": [], "gate": [], "feature": []}
+    for name, p in model.named_parameters():
+        if ".lora_" in name:
+            groups["lora"].append(p)
+        elif id(p) in gate_ids:
+            groups["gate"].append(p)
+        elif ".self_attn." in name and not any(f".{proj}." in name for proj in PROJECTIONS):
+            groups["feature"].append(p)
+        else:
+            p.requires_grad_(False)
+            continue
+        p.requires_grad_(True)
+    return groups
+
+
+def trained_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().float().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_adapter(model, args, out: Path, step: int) -> None:
+    tensors = trained_state(model)
+    tmp = out / "adapter.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    tmp.replace(out / "adapter.safetensors")
+    meta = {
+        "base": args.base,
+        "source": args.source,
+        "artifact": args.artifact if args.base == "transfer" else None,
+        "segment_len": model.config.segment_len,
+        "rule": args.rule,
+        "lora_rank": args.rank,
+        "lora_alpha": args.alpha,
+        "target_modules": list(PROJECTIONS),
+        "step": step,
+        "parameters": sum(t.numel() for t in tensors.values()),
+    }
+    (out / "adapter.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def load_adapter(model, folder: Path) -> None:
+    weights = load_file(str(folder / "adapter.safetensors"))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected:
+        raise ValueError(f"{folder}: tensors this model lacks: {unexpected[:5]}")
+
+
+def task_for(model, args):
+    from infini_attention.train.config import TrainConfig
+    from infini_attention.train.tasks.passkey import PasskeyTask
+
+    cfg = TrainConfig(
+        task="passkey",
+        tokenizer=model.tokenizer,
+        seq_len=args.seq_len,
+        min_len=args.min_len,
+        batch_size=args.batch_size,
+        formats=args.formats,
+        haystacks=args.haystacks,
+        local_start=args.local_start,
+        local_end=args.local_end,
+        curriculum_steps=args.curriculum_steps,
+        doubled_keys=args.doubled_keys,
+        aligned_lengths=args.aligned_lengths,
+        seed=args.seed,
+    )
+    return PasskeyTask(cfg, model.config.segment_len)
+
+
+def loss_of(model, ids, labels, checkpointing, bf16: bool, device) -> tuple[torch.Tensor, float]:
+    """Mean cross-entropy over the answer tokens and the share of them predicted exactly."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        hidden, _ = model(ids, output_hidden=True, gradient_checkpointing=checkpointing)
+    mask = labels != -100
+    logits = model.output_head(hidden[mask].float()).float()
+    target = labels[mask]
+    return F.cross_entropy(logits, target), (logits.argmax(-1) == target).float().mean().item()
+
+
+def train(model, args, device, out: Path) -> None:
+    groups = select_trainable(model)
+    counts = {k: sum(p.numel() for p in v) for k, v in groups.items()}
+    print(f"trainable: {counts}", flush=True)
+    lrs = {"lora": args.lr, "gate": args.gate_lr, "feature": args.feature_lr}
+    optimizer = torch.optim.AdamW(
+        [{"params": v, "lr": lrs[k], "weight_decay": 0.0, "name": k} for k, v in groups.items() if v], betas=(0.9, 0.99)
+    )
+    task = task_for(model, args)
+    budget = args.minutes * 60
+    checkpointing = args.checkpointing or False
+    started = time.perf_counter()
+    log = (out / "train.jsonl").open("a")
+    step, tokens = 0, 0
+    model.train()
+    while step < args.max_steps:
+        elapsed = time.perf_counter() - started
+        if elapsed > budget:
+            break
+        progress = elapsed / budget
+        warm = min(1.0, (step + 1) / args.warmup_steps)
+        factor = warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+        for g in optimizer.param_groups:
+            g["lr"] = lrs[g["name"]] * factor
+        batch = task.batch(step)
+        ids, labels = batch.ids.to(device), batch.labels.to(device)
+        try:
+            loss, acc = loss_of(model, ids, labels, checkpointing, args.bf16, device)
+            loss.backward()
+        except torch.OutOfMemoryError:
+            if checkpointing == "layer":
+                raise
+            optimizer.zero_grad(set_to_none=True)
+            checkpointing = "segment" if not checkpointing else "layer"
+            print(f"out of memory at step {step}: gradient checkpointing {checkpointing!r} from now on", flush=True)
+            torch.cuda.empty_cache()
+            continue
+        norm = torch.nn.utils.clip_grad_norm_([p for v in groups.values() for p in v], 1.0).item()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens += ids.numel()
+        record = {
+            "step": step,
+            "seconds": round(time.perf_counter() - started, 2),
+            "length": ids.shape[1],
+            "loss": round(loss.item(), 4),
+            "answer_token_acc": round(acc, 3),
+            "grad_norm": round(norm, 3),
+            "lr_factor": round(factor, 4),
+            "checkpointing": checkpointing,
+        }
+        if device.type == "cuda":
+            record["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        if step % args.print_every == 0 or step == 1:
+            print(json.dumps(record), flush=True)
+        if step % args.save_every == 0:
+            save_adapter(model, args, out, step)
+    save_adapter(model, args, out, step)
+    print(f"trained {step} steps in {time.perf_counter() - started:.0f} s ({tokens} tokens)", flush=True)
+    model.eval()
+
+
+@torch.no_grad()
+def evaluate(model, args, out: Path) -> None:
+    from infini_attention.data.haystack import get_haystack
+    from infini_attention.eval import passkey
+
+    results = {"args": {k: v for k, v in vars(args).items()}, "formats": {}}
+    started = time.perf_counter()
+    for fmt in args.eval_formats:
+        rows = passkey.evaluate_passkey(
+            model,
+            model.tokenizer,
+            args.eval_lengths,
+            args.eval_depths,
+            args.eval_keys,
+            ablation=True,
+            progress=False,
+            haystack=get_haystack(args.eval_haystack),
+            fmt=fmt,
+            seed=args.eval_seed,
+        )
+        for r in rows:
+            print(f"{fmt} {r.length} depth {r.depth} {r.found_via} reset={r.reset_memory}: {r.accuracy:.2f}", r.answers)
+        results["formats"][fmt] = {"summary": passkey.summary(rows), "rows": [asdict(r) for r in rows]}
+        results["seconds"] = round(time.perf_counter() - started, 1)
+        (out / "eval.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"evaluated in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def main() -> None:
+    from infini_attention.cli.demo_smollm2 import DEFAULT_ARTIFACT
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", choices=("transfer", "paper"), default="transfer")
+    p.add_argument("--source", default="gguf:default", help="gguf:default, gguf:<file> or a transformers folder")
+    p.add_argument("--artifact", default=str(DEFAULT_ARTIFACT), help="--base transfer: the transfer artifact")
+    p.add_argument("--segment-len", type=int, default=256, help="--base paper (transfer: the artifact's)")
+    p.add_argument("--rule", default="delta", help="--base paper (transfer: the artifact's)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--rank", type=int, default=32)
+    p.add_argument("--alpha", type=float, default=32.0)
+    p.add_argument("--lr", type=float, default=5e-4, help="LoRA")
+    p.add_argument("--gate-lr", type=float, default=0.05)
+    p.add_argument("--feature-lr", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=10)
+    p.add_argument("--minutes", type=float, default=5.0, help="training time (the cosine runs over it)")
+    p.add_argument("--max-steps", type=int, default=1_000_000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=8192)
+    p.add_argument("--min-len", type=int, default=1024)
+    p.add_argument("--formats", nargs="+", default=["passkey", "ruler", "paraphrase"])
+    p.add_argument("--haystacks", nargs="+", default=[])
+    p.add_argument("--local-start", type=float, default=0.3)
+    p.add_argument("--local-end", type=float, default=0.15)
+    p.add_argument("--curriculum-steps", type=int, default=100)
+    p.add_argument("--doubled-keys", type=float, default=0.3)
+    p.add_argument("--aligned-lengths", type=float, default=0.2)
+    p.add_argument("--checkpointing", choices=("segment", "layer"), default=None, help="default: none (until OOM)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=20)
+    p.add_argument("--print-every", type=int, default=5)
+    p.add_argument("--eval-only", action="store_true", help="evaluate --adapter (or the base when not given)")
+    p.add_argument("--adapter", default=None, help="a folder with adapter.safetensors to start from / evaluate")
+    p.add_argument("--eval-haystack", default=None, help="a text file (default: the paper's filler)")
+    p.add_argument("--eval-formats", nargs="+", default=["passkey", "ruler"])
+    p.add_argument("--eval-lengths", type=int, nargs="+", default=[4000, 16000, 32000])
+    p.add_argument("--eval-depths", type=float, nargs="+", default=[0.0, 0.5, 1.0])
+    p.add_argument("--eval-keys", type=int, default=4)
+    p.add_argument("--eval-seed", type=int, default=1234)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    t0 = time.perf_counter()
+    model = load_base(args, device)
+    if args.rank > 0:
+        add_lora(model, args.rank, args.alpha)
+    if args.adapter:
+        load_adapter(model, Path(args.adapter))
+    print(f"loaded {args.base} on {device} in {time.perf_counter() - t0:.0f} s", flush=True)
+    if not args.eval_only:
+        train(model, args, device, out)
+    else:
+        model.eval()
+    if args.eval_lengths:
+        evaluate(model, args, out)
+
+
+if __name__ == "__main__":
+    main()
