@@ -17,8 +17,9 @@ in memory (depths < 1) and in the question's segment (depth 1), with the memory-
 --base transfer: the shipped SmolLM2 transfer artifact (gates + Hedgehog feature maps, rule delta, segment
 256); --base paper: the GGUF converted with the paper's layer (sigma = ELU+1, the same rule and segment),
 gates at their initial value. Writes OUT/adapter.safetensors (the trained tensors only, named as in the
-model's state dict; LoRA as `<module>.lora_A.weight` / `.lora_B.weight`, PEFT's layout), OUT/adapter.json
-(what rebuilds it), OUT/train.jsonl (one line per step), OUT/eval.json.
+model's state dict; LoRA as `<module>.lora_A.weight` / `.lora_B.weight`: PEFT's names without its
+`base_model.model.` prefix), OUT/adapter.json (what rebuilds it), OUT/train.jsonl (one line per step),
+OUT/eval.json. A later stage starts from an earlier one's adapter (--adapter; a fresh optimizer).
 """
 
 from __future__ import annotations
@@ -32,48 +33,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
-
-
-class LoRALinear(nn.Module):
-    """base(x) + scale * B(A(x)): the frozen projection plus a rank-r update that starts at zero (B = 0)."""
-
-    def __init__(self, base: nn.Linear, rank: int, alpha: float):
-        super().__init__()
-        self.base = base
-        self.lora_A = nn.Linear(base.in_features, rank, bias=False)
-        self.lora_B = nn.Linear(rank, base.out_features, bias=False)
-        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
-        nn.init.zeros_(self.lora_B.weight)
-        self.lora_A.to(base.weight.device)
-        self.lora_B.to(base.weight.device)
-        self.scale = alpha / rank
-
-    @property
-    def in_features(self) -> int:
-        return self.base.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.base.out_features
-
-    @property
-    def weight(self) -> torch.Tensor:  # code that reads a projection's weight sees the frozen one
-        return self.base.weight
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + self.lora_B(self.lora_A(x)) * self.scale
-
-
-def add_lora(model, rank: int, alpha: float) -> None:
-    """Wrap q/k/v/o of every converted layer in LoRALinear (model: HFTrainingModel)."""
-    for layer in model.layers:
-        attn = layer.self_attn
-        for name in PROJECTIONS:
-            setattr(attn, name, LoRALinear(getattr(attn, name), rank, alpha))
+from infini_attention.hf.lora import PROJECTIONS, add_lora, load_adapter, save_adapter
 
 
 def load_base(args, device: torch.device):
@@ -105,35 +67,23 @@ def select_trainable(model) -> dict[str, list[nn.Parameter]]:
     return groups
 
 
-def trained_state(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().float().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+def memory_weight(gates: list[nn.Parameter]) -> float:
+    """The mean memory weight sigmoid(beta) over every head (eq 10's gate)."""
+    return torch.cat([b.detach().flatten() for b in gates]).sigmoid().mean().item()
 
 
-def save_adapter(model, args, out: Path, step: int) -> None:
-    tensors = trained_state(model)
-    tmp = out / "adapter.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(out / "adapter.safetensors")
+def save(model, args, out: Path, step: int, seconds: float, done: bool = False) -> None:
     meta = {
         "base": args.base,
         "source": args.source,
         "artifact": args.artifact if args.base == "transfer" else None,
         "segment_len": model.config.segment_len,
         "rule": args.rule,
-        "lora_rank": args.rank,
-        "lora_alpha": args.alpha,
-        "target_modules": list(PROJECTIONS),
         "step": step,
-        "parameters": sum(t.numel() for t in tensors.values()),
+        "seconds": round(seconds, 1),  # training time so far (what --resume subtracts from --minutes)
+        "done": done,  # the run ended (--resume then only evaluates)
     }
-    (out / "adapter.json").write_text(json.dumps(meta, indent=1) + "\n")
-
-
-def load_adapter(model, folder: Path) -> None:
-    weights = load_file(str(folder / "adapter.safetensors"))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if unexpected:
-        raise ValueError(f"{folder}: tensors this model lacks: {unexpected[:5]}")
+    save_adapter(model, out, meta)
 
 
 def task_for(model, args):
@@ -158,17 +108,31 @@ def task_for(model, args):
     return PasskeyTask(cfg, model.config.segment_len)
 
 
-def loss_of(model, ids, labels, checkpointing, bf16: bool, device) -> tuple[torch.Tensor, float]:
-    """Mean cross-entropy over the answer tokens and the share of them predicted exactly."""
+def loss_of(model, ids, labels, checkpointing, bf16: bool, device, lm_weight: float = 0.0):
+    """(loss, share of the answer tokens predicted exactly, the prompt's LM loss or None): the mean
+    cross-entropy over the answer tokens, plus lm_weight x the mean next-token cross-entropy over the prompt
+    (the haystack's prose), which keeps the model a language model while its memory learns to retrieve."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         hidden, _ = model(ids, output_hidden=True, gradient_checkpointing=checkpointing)
     mask = labels != -100
     logits = model.output_head(hidden[mask].float()).float()
     target = labels[mask]
-    return F.cross_entropy(logits, target), (logits.argmax(-1) == target).float().mean().item()
+    loss = F.cross_entropy(logits, target)
+    lm = None
+    if lm_weight > 0:
+        from infini_attention.train.loss import chunked_cross_entropy
+
+        prompt = torch.full_like(ids, -100)
+        prompt[:, :-1] = ids[:, 1:].where(~mask[:, :-1] & ~mask[:, 1:], -100)  # next tokens, the answer's left out
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            total, count = chunked_cross_entropy(hidden, model.output_head.weight, prompt)
+        lm = total / max(count, 1)
+        loss = loss + lm_weight * lm
+    return loss, (logits.argmax(-1) == target).float().mean().item(), lm
 
 
-def train(model, args, device, out: Path) -> None:
+def train(model, args, device, out: Path, step: int = 0, spent: float = 0.0) -> None:
+    """Train until --minutes (less `spent` seconds, from a resumed run) or --max-steps; `step`: the first step."""
     groups = select_trainable(model)
     counts = {k: sum(p.numel() for p in v) for k, v in groups.items()}
     print(f"trainable: {counts}", flush=True)
@@ -177,25 +141,25 @@ def train(model, args, device, out: Path) -> None:
         [{"params": v, "lr": lrs[k], "weight_decay": 0.0, "name": k} for k, v in groups.items() if v], betas=(0.9, 0.99)
     )
     task = task_for(model, args)
-    budget = args.minutes * 60
+    budget = args.minutes * 60 - spent
     checkpointing = args.checkpointing or False
-    started = time.perf_counter()
+    started, first = time.perf_counter(), step
     log = (out / "train.jsonl").open("a")
-    step, tokens = 0, 0
+    tokens = 0
     model.train()
     while step < args.max_steps:
         elapsed = time.perf_counter() - started
         if elapsed > budget:
             break
-        progress = elapsed / budget
-        warm = min(1.0, (step + 1) / args.warmup_steps)
+        progress = (spent + elapsed) / (args.minutes * 60)
+        warm = min(1.0, (step + 1 - first) / args.warmup_steps)  # a resumed run warms up its fresh optimizer
         factor = warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
         for g in optimizer.param_groups:
             g["lr"] = lrs[g["name"]] * factor
         batch = task.batch(step)
         ids, labels = batch.ids.to(device), batch.labels.to(device)
         try:
-            loss, acc = loss_of(model, ids, labels, checkpointing, args.bf16, device)
+            loss, acc, lm = loss_of(model, ids, labels, checkpointing, args.bf16, device, args.lm_weight)
             loss.backward()
         except torch.OutOfMemoryError:
             if checkpointing == "layer":
@@ -212,13 +176,16 @@ def train(model, args, device, out: Path) -> None:
         tokens += ids.numel()
         record = {
             "step": step,
-            "seconds": round(time.perf_counter() - started, 2),
+            "seconds": round(spent + time.perf_counter() - started, 2),
             "length": ids.shape[1],
             "loss": round(loss.item(), 4),
             "answer_token_acc": round(acc, 3),
+            "prompt_lm_loss": None if lm is None else round(lm.item(), 4),
+            "answer_loss": round(loss.item() - (0.0 if lm is None else args.lm_weight * lm.item()), 4),
             "grad_norm": round(norm, 3),
             "lr_factor": round(factor, 4),
             "checkpointing": checkpointing,
+            "memory_weight": round(memory_weight(groups["gate"]), 4),
         }
         if device.type == "cuda":
             record["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
@@ -227,8 +194,8 @@ def train(model, args, device, out: Path) -> None:
         if step % args.print_every == 0 or step == 1:
             print(json.dumps(record), flush=True)
         if step % args.save_every == 0:
-            save_adapter(model, args, out, step)
-    save_adapter(model, args, out, step)
+            save(model, args, out, step, spent + time.perf_counter() - started)
+    save(model, args, out, step, spent + time.perf_counter() - started, done=True)
     print(f"trained {step} steps in {time.perf_counter() - started:.0f} s ({tokens} tokens)", flush=True)
     model.eval()
 
@@ -247,7 +214,7 @@ def evaluate(model, args, out: Path) -> None:
             args.eval_lengths,
             args.eval_depths,
             args.eval_keys,
-            ablation=True,
+            ablation=args.ablation,
             progress=False,
             haystack=get_haystack(args.eval_haystack),
             fmt=fmt,
@@ -278,6 +245,7 @@ def main() -> None:
     p.add_argument("--gate-lr", type=float, default=0.05)
     p.add_argument("--feature-lr", type=float, default=1e-3)
     p.add_argument("--warmup-steps", type=int, default=10)
+    p.add_argument("--lm-weight", type=float, default=0.0, help="weight of the prompt's LM loss (0: answer only)")
     p.add_argument("--minutes", type=float, default=5.0, help="training time (the cosine runs over it)")
     p.add_argument("--max-steps", type=int, default=1_000_000)
     p.add_argument("--batch-size", type=int, default=16)
@@ -295,6 +263,7 @@ def main() -> None:
     p.add_argument("--save-every", type=int, default=20)
     p.add_argument("--print-every", type=int, default=5)
     p.add_argument("--eval-only", action="store_true", help="evaluate --adapter (or the base when not given)")
+    p.add_argument("--resume", action="store_true", help="continue OUT's own adapter (a fresh optimizer)")
     p.add_argument("--adapter", default=None, help="a folder with adapter.safetensors to start from / evaluate")
     p.add_argument("--eval-haystack", default=None, help="a text file (default: the paper's filler)")
     p.add_argument("--eval-formats", nargs="+", default=["passkey", "ruler"])
@@ -302,6 +271,9 @@ def main() -> None:
     p.add_argument("--eval-depths", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     p.add_argument("--eval-keys", type=int, default=4)
     p.add_argument("--eval-seed", type=int, default=1234)
+    p.add_argument(
+        "--ablation", action=argparse.BooleanOptionalAction, default=True, help="the memory-reset run beside"
+    )
     p.add_argument("--out", required=True)
     args = p.parse_args()
     out = Path(args.out)
@@ -310,15 +282,20 @@ def main() -> None:
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
     model = load_base(args, device)
-    if args.rank > 0:
+    if args.rank > 0 and not args.eval_only:
         add_lora(model, args.rank, args.alpha)
-    if args.adapter:
+    step, spent, done = 0, 0.0, False
+    if args.resume and (out / "adapter.json").is_file():  # this run's own adapter: weights, step and time so far
+        meta = json.loads((out / "adapter.json").read_text())
+        step, spent, done = meta["step"], meta.get("seconds", 0.0), meta.get("done", False)
+        load_adapter(model, out)
+        print(f"resumed {out} at step {step}, {spent:.0f} s trained{' (done)' if done else ''}", flush=True)
+    elif args.adapter:
         load_adapter(model, Path(args.adapter))
     print(f"loaded {args.base} on {device} in {time.perf_counter() - t0:.0f} s", flush=True)
-    if not args.eval_only:
-        train(model, args, device, out)
-    else:
-        model.eval()
+    if not args.eval_only and not done:
+        train(model, args, device, out, step, spent)
+    model.eval()
     if args.eval_lengths:
         evaluate(model, args, out)
 

@@ -98,6 +98,7 @@ def cell(text: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--artifact", default=str(DEFAULT_ARTIFACT))
+    parser.add_argument("--adapter", default=None, help="a fine-tuned memory adapter on top of it (hf/lora.py)")
     parser.add_argument("--short", type=int, default=200, help="tokens per one-segment piece")
     parser.add_argument("--pieces", type=int, default=20, help="one-segment pieces per text")
     parser.add_argument("--long", type=int, default=1024, help="tokens per multi-segment piece (0: none)")
@@ -125,6 +126,10 @@ def main() -> None:
     prompts = PROMPTS + [long_prompt(genesis)]
 
     converted = apply_transfer(copy.deepcopy(original), args.artifact).eval()
+    if args.adapter:
+        from infini_attention.hf.lora import load_adapter
+
+        load_adapter(converted, args.adapter)
     wrapped = HFTrainingModel(converted, tokenizer, source="gguf:default").eval()
     segment_len = wrapped.config.segment_len
     t = time.perf_counter()
@@ -135,6 +140,7 @@ def main() -> None:
 
     print(
         f"Model: gguf:default (SmolLM2-135M-Instruct, float32), artifact `{args.artifact}` "
+        f"{f'+ adapter `{args.adapter}` ' if args.adapter else ''}"
         f"(segment {segment_len}, {converted.infini_settings.feature_map} feature map). "
         f"Load {load_s:.0f} s, both models {run_s:.0f} s, one CPU thread.\n"
     )

@@ -131,6 +131,8 @@ def test_the_demo_refuses_other_options_and_names_the_missing_gguf(artifact, tmp
     assert "--tokens applies to --model smollm2" in capsys.readouterr().err
     assert cli(["demo", "--sparse-cache", "64", "--out", str(tmp_path / "e")]) == 2
     assert "--sparse-cache applies to --model smollm2" in capsys.readouterr().err
+    assert cli(["demo", "--adapter", "x", "--out", str(tmp_path / "g")]) == 2
+    assert "--adapter applies to --model smollm2" in capsys.readouterr().err
     bad = ["demo", "--model", "smollm2", "--artifact", str(artifact[0]), "--sparse-cache", "20"]
     assert cli([*bad, "--out", str(tmp_path / "f")]) == 2
     assert "multiple of 16" in capsys.readouterr().err
@@ -178,3 +180,29 @@ def test_the_shipped_artifact_on_smollm2_keeps_one_segment_exact():
         diff = (model(ids).logits - expected).abs().max().item()
     assert model.config.infini_attention["feature_map"] == "hedgehog"
     assert diff <= TOLERANCE, f"max abs logit difference over one segment {diff:.3e}"
+
+
+def test_the_demo_runs_a_memory_adapter_on_prose(artifact, tmp_path, capsys):
+    """--adapter: the passkey over held-out prose (Genesis) without and with the adapter, the same instances."""
+    from infini_attention.hf.lora import add_lora, save_adapter
+    from infini_attention.hf.transfer import load_transferred
+
+    model = add_lora(load_transferred(artifact[0]), rank=2, alpha=4)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.requires_grad_(".lora_" in name)
+            if ".lora_B" in name:
+                p.normal_(0.0, 0.5)
+    save_adapter(model, tmp_path / "adapter")
+    out = tmp_path / "demo"
+    args = ["demo", "--model", "smollm2", "--artifact", str(artifact[0]), "--lengths", "450", "--tokens", "300"]
+    assert cli([*args, "--sparse-cache", "0", "--adapter", str(tmp_path / "adapter"), "--out", str(out)]) == 0
+    assert "held-out prose" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    plain, tuned = summary["passkey_prose"]["artifact_alone"]["rows"], summary["passkey_prose_adapter"]["rows"]
+    assert len(plain) == len(tuned) == 4
+    assert [r["answers"][0][0] for r in plain] == [r["answers"][0][0] for r in tuned]  # the same keys
+    assert [r["answers"][0][1] for r in plain] != [r["answers"][0][1] for r in tuned]  # the adapter changes answers
+    assert "With the fine-tuned memory adapter" in (out / "summary.md").read_text()
+    assert cli([*args, "--adapter", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
+    assert "no adapter.json" in capsys.readouterr().err

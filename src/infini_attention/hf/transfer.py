@@ -535,15 +535,22 @@ def load_original(source: str):
     return model.eval(), tokenizer
 
 
-def load_transferred(folder: str | Path, source: str | None = None, sparse_cache: int = 0):
+def load_transferred(
+    folder: str | Path, source: str | None = None, sparse_cache: int = 0, adapter: str | Path | None = None
+):
     """The original model of `source` (default: the manifest's, e.g. gguf:default) with the transfer artifact
-    of `folder` applied (and the sparse cache of `sparse_cache` tokens per key/value head if > 0), behind the
-    trainer's and evaluations' interface (hf/training.py:HFTrainingModel)."""
+    of `folder` applied (and the sparse cache of `sparse_cache` tokens per key/value head if > 0; and the
+    fine-tuned memory adapter of `adapter`, hf/lora.py, if given), behind the trainer's and evaluations'
+    interface (hf/training.py:HFTrainingModel)."""
     from infini_attention.hf.training import HFTrainingModel
 
     source = source or read_manifest(folder)["run"]["source"]
     original, tokenizer = load_original(source)
     model = apply_transfer(original, folder, sparse_cache=sparse_cache)
+    if adapter is not None:
+        from infini_attention.hf.lora import load_adapter
+
+        load_adapter(model, adapter)
     return HFTrainingModel(model, tokenizer, source=source).eval()
 
 

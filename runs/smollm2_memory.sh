@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# SmolLM2-135M's compressive memory taught to retrieve, stage by stage (issue 14; runs/EXPERIMENTS.md E29-E32):
+# runs/smollm2_finetune.py (LoRA on q/k/v/o + gates + feature maps, the loss on the answer only), from the shipped
+# transfer artifact (BASE=transfer) or the paper's layer (BASE=paper), on prompts that grow longer stage by stage.
+#
+#   bash runs/smollm2_memory.sh                        # every stage, CPU; an interrupted stage continues (--resume)
+#   STAGES="short" bash runs/smollm2_memory.sh         # some stages (each starts from the previous one's adapter)
+#   DEVICE=cuda bash runs/smollm2_memory.sh            # on a GPU (the stages are time-boxed: same minutes, more steps)
+#
+# Stages, as they ran in session 8:
+#   format: prompts of 1-4K tokens, batch 32 (ran on an H200: 2.3 min, 26 steps; it taught the answer's format, not
+#           retrieval: E29). On two CPU cores the same 26 steps take ~1.5 h.
+#   short:  520-640 tokens (the needle 1-2 segments of 256 back), batch 8, 30 min on two cores (E30)
+#   medium: 700-1600 tokens (up to 5 segments back), batch 8, 40 min (E32)
+# Needs the prose of runs/tools/build_prose.py in $PROSE (train.txt for training, heldout.txt for the evaluations).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BASE=${BASE:-transfer}
+DEVICE=${DEVICE:-cpu}
+PROSE=${PROSE:-runs/out/prose}
+OUT=${OUT:-runs/out/smollm2-memory-$BASE}
+STAGES=${STAGES:-"format short medium"}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+COMMON=(--base "$BASE" --device "$DEVICE" --haystacks "$PROSE/train.txt" --eval-haystack "$PROSE/heldout.txt"
+        --lr 1e-3 --print-every 5 --eval-formats passkey ruler)
+prev=""
+for stage in $STAGES; do
+  case $stage in
+    format) args=(--minutes 2.3 --batch-size 32 --seq-len 4096 --min-len 1024 --checkpointing segment
+                  --formats passkey ruler paraphrase --local-start 0.3 --local-end 0.15 --curriculum-steps 100
+                  --warmup-steps 5 --save-every 10 --eval-lengths 4000 --eval-depths 0.5 1 --eval-keys 4) ;;
+    short)  args=(--minutes 30 --batch-size 8 --seq-len 640 --min-len 520 --formats passkey ruler
+                  --local-start 0.1 --local-end 0.1 --curriculum-steps 1 --warmup-steps 3 --save-every 10
+                  --eval-lengths 640 2000 --eval-depths 0 0.5 --eval-keys 4) ;;
+    medium) args=(--minutes 40 --batch-size 8 --seq-len 1600 --min-len 700 --formats passkey ruler paraphrase
+                  --local-start 0.1 --local-end 0.1 --curriculum-steps 1 --warmup-steps 3 --save-every 5
+                  --eval-lengths 2000 --eval-depths 0 0.5 1 --eval-keys 4) ;;
+    *) echo "unknown stage $stage (format, short, medium)"; exit 2 ;;
+  esac
+  from=()
+  [ -n "$prev" ] && from=(--adapter "$OUT/$prev")
+  echo "=== stage $stage $(date -u +%H:%M:%S)"
+  python runs/smollm2_finetune.py "${COMMON[@]}" "${args[@]}" "${from[@]}" --resume --out "$OUT/$stage"
+  prev=$stage
+done

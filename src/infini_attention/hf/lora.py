@@ -1,0 +1,150 @@
+"""LoRA on a converted model's attention projections, and the adapter files that carry what a fine-tune changed.
+
+    add_lora(model, rank=32, alpha=32)       # q/k/v/o of every converted layer: base(x) + (alpha / rank) B(A(x))
+    save_adapter(model, folder, meta)        # the trainable tensors only (LoRA, gates, feature maps) + adapter.json
+    load_adapter(model, folder)              # adds LoRA as adapter.json says, then loads the tensors
+
+A LoRA update starts at zero (B = 0), so a model with fresh LoRA computes what it computed before. Tensor
+names are the transformers model's own (`model.layers.0.self_attn.q_proj.lora_A.weight`: PEFT's names without
+its `base_model.model.` prefix; a leading `hf.`, HFTrainingModel's, is accepted on loading).
+`merged_weight` is the slow, obvious reference: W + (alpha / rank) B A.
+runs/smollm2_finetune.py trains such an adapter (issue 14).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+ADAPTER_FILE, META_FILE = "adapter.safetensors", "adapter.json"
+
+
+class LoRALinear(nn.Module):
+    """base(x) + scale * B(A(x)), scale = alpha / rank: a frozen projection plus a rank-r update (B starts at 0)."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float):
+        super().__init__()
+        if rank < 1:
+            raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+        self.base = base
+        device, dtype = base.weight.device, base.weight.dtype
+        self.lora_A = nn.Linear(base.in_features, rank, bias=False, device=device, dtype=dtype)
+        self.lora_B = nn.Linear(rank, base.out_features, bias=False, device=device, dtype=dtype)
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+        self.rank, self.alpha, self.scale = rank, alpha, alpha / rank
+
+    @property
+    def in_features(self) -> int:
+        return self.base.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base.out_features
+
+    @property
+    def weight(self) -> torch.Tensor:  # code that reads a projection's weight sees the frozen one
+        return self.base.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.lora_B(self.lora_A(x)) * self.scale
+
+
+def merged_weight(layer: LoRALinear) -> torch.Tensor:
+    """The reference: the one matrix the layer applies, W + scale * B A (float32)."""
+    return layer.base.weight.float() + layer.scale * layer.lora_B.weight.float() @ layer.lora_A.weight.float()
+
+
+def attention_modules(model) -> list[nn.Module]:
+    """The converted attention modules (`self_attn`) of a converted transformers model or an HFTrainingModel."""
+    from infini_attention.hf.attention import InfiniHFAttention
+
+    hf = getattr(model, "hf", model)
+    return [m for m in hf.modules() if isinstance(m, InfiniHFAttention)]
+
+
+def add_lora(model, rank: int, alpha: float, targets: tuple[str, ...] = PROJECTIONS):
+    """Wrap `targets` of every converted layer in LoRALinear (in place; returns the model)."""
+    modules = attention_modules(model)
+    if not modules:
+        raise TypeError("add_lora: no converted Infini-attention layer in this model (convert it first)")
+    for attn in modules:
+        for name in targets:
+            current = getattr(attn, name)
+            if isinstance(current, LoRALinear):
+                raise ValueError(f"add_lora: {name} already has LoRA")
+            setattr(attn, name, LoRALinear(current, rank, alpha))
+    return model
+
+
+def lora_settings(model) -> dict | None:
+    """{"rank", "alpha", "targets"} of the model's LoRA, or None when it has none."""
+    for attn in attention_modules(model):
+        targets = [name for name in PROJECTIONS if isinstance(getattr(attn, name), LoRALinear)]
+        if targets:
+            first = getattr(attn, targets[0])
+            return {"rank": first.rank, "alpha": first.alpha, "targets": targets}
+    return None
+
+
+def save_adapter(model, folder: str | Path, meta: dict | None = None) -> None:
+    """The parameters that require grad (float32) in `folder/adapter.safetensors`, and adapter.json with the
+    LoRA settings and `meta` (atomically: temporary files, then rename)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    hf = getattr(model, "hf", model)  # names are the transformers model's own, with or without HFTrainingModel
+    tensors = {n: p.detach().float().cpu().contiguous() for n, p in hf.named_parameters() if p.requires_grad}
+    if not tensors:
+        raise ValueError("save_adapter: no parameter requires grad (nothing was trained)")
+    save_file(tensors, str(folder / f"{ADAPTER_FILE}.tmp"))
+    (folder / f"{ADAPTER_FILE}.tmp").replace(folder / ADAPTER_FILE)
+    info = {**(meta or {}), "lora": lora_settings(model), "parameters": sum(t.numel() for t in tensors.values())}
+    (folder / f"{META_FILE}.tmp").write_text(json.dumps(info, indent=1) + "\n")
+    (folder / f"{META_FILE}.tmp").replace(folder / META_FILE)
+
+
+def read_adapter_meta(folder: str | Path) -> dict:
+    path = Path(folder) / META_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: an adapter folder holds {META_FILE} and {ADAPTER_FILE}")
+    return json.loads(path.read_text())
+
+
+@torch.no_grad()
+def load_adapter(model, folder: str | Path):
+    """Add LoRA as `folder/adapter.json` says (unless the model has it already) and load every tensor of
+    `folder/adapter.safetensors` into the model; a tensor the model lacks, or of another shape, is an error."""
+    folder = Path(folder)
+    meta = read_adapter_meta(folder)
+    lora = meta.get("lora")
+    if lora and lora_settings(model) is None:
+        add_lora(model, lora["rank"], lora["alpha"], tuple(lora["targets"]))
+    weights = load_file(str(folder / ADAPTER_FILE))
+    params = dict(getattr(model, "hf", model).named_parameters())
+    for name, tensor in weights.items():
+        target = params.get(name.removeprefix("hf."))  # HFTrainingModel's names start with its .hf
+        if target is None:
+            raise ValueError(f"{folder}: {name} is not a parameter of this model")
+        if target.shape != tensor.shape:
+            raise ValueError(f"{folder}: {name} has shape {tuple(tensor.shape)}, the model's {tuple(target.shape)}")
+        target.copy_(tensor.to(target.dtype))
+    return model
+
+
+__all__ = [
+    "PROJECTIONS",
+    "LoRALinear",
+    "add_lora",
+    "attention_modules",
+    "load_adapter",
+    "lora_settings",
+    "merged_weight",
+    "read_adapter_meta",
+    "save_adapter",
+]
