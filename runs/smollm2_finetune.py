@@ -131,6 +131,40 @@ def loss_of(model, ids, labels, checkpointing, bf16: bool, device, lm_weight: fl
     return loss, (logits.argmax(-1) == target).float().mean().item(), lm
 
 
+def read_replay(path: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(ids (1, L), labels (1, L): the answer's tokens, -100 elsewhere) per line of a chat_replay.py file."""
+    examples = []
+    for line in Path(path).read_text().splitlines():
+        record = json.loads(line)
+        prompt, answer = record["prompt_ids"], record["answer_ids"]
+        if not answer:
+            continue
+        ids = torch.tensor([prompt + answer])
+        labels = torch.full_like(ids, -100)
+        labels[0, len(prompt) - 1 : -1] = ids[0, len(prompt) :]  # position t predicts token t + 1
+        examples.append((ids, labels))
+    if not examples:
+        raise ValueError(f"{path}: no example with an answer")
+    return examples
+
+
+def replay_step(model, replay, step: int, args, checkpointing, device):
+    """Back-propagate the mean loss of --replay-batch replay examples, one at a time (their lengths differ):
+    the original's answer tokens, plus --lm-weight x the LM loss on the prompt. (loss, answer acc, lm, tokens read)."""
+    rng = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+    picks = torch.randint(len(replay), (args.replay_batch,), generator=rng).tolist()
+    total, accs, lms, tokens = 0.0, [], [], 0
+    for k in picks:
+        ids, labels = replay[k][0].to(device), replay[k][1].to(device)
+        loss, acc, lm = loss_of(model, ids, labels, checkpointing, args.bf16, device, args.lm_weight)
+        (loss / len(picks)).backward()
+        total, accs, tokens = total + loss.item() / len(picks), accs + [acc], tokens + ids.numel()
+        if lm is not None:
+            lms.append(lm.item())
+    lm = torch.tensor(sum(lms) / len(lms)) if lms else None
+    return torch.tensor(total), sum(accs) / len(accs), lm, tokens
+
+
 def train(model, args, device, out: Path, step: int = 0, spent: float = 0.0) -> None:
     """Train until --minutes (less `spent` seconds, from a resumed run) or --max-steps; `step`: the first step."""
     groups = select_trainable(model)
@@ -141,6 +175,7 @@ def train(model, args, device, out: Path, step: int = 0, spent: float = 0.0) -> 
         [{"params": v, "lr": lrs[k], "weight_decay": 0.0, "name": k} for k, v in groups.items() if v], betas=(0.9, 0.99)
     )
     task = task_for(model, args)
+    replay = read_replay(args.replay) if args.replay else None
     budget = args.minutes * 60 - spent
     checkpointing = args.checkpointing or False
     started, first = time.perf_counter(), step
@@ -156,11 +191,16 @@ def train(model, args, device, out: Path, step: int = 0, spent: float = 0.0) -> 
         factor = warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
         for g in optimizer.param_groups:
             g["lr"] = lrs[g["name"]] * factor
-        batch = task.batch(step)
-        ids, labels = batch.ids.to(device), batch.labels.to(device)
+        replaying = replay is not None and step % args.replay_every == args.replay_every - 1
         try:
-            loss, acc, lm = loss_of(model, ids, labels, checkpointing, args.bf16, device, args.lm_weight)
-            loss.backward()
+            if replaying:
+                loss, acc, lm, read = replay_step(model, replay, step, args, checkpointing, device)
+            else:
+                batch = task.batch(step)
+                ids, labels = batch.ids.to(device), batch.labels.to(device)
+                loss, acc, lm = loss_of(model, ids, labels, checkpointing, args.bf16, device, args.lm_weight)
+                loss.backward()
+                read = ids.numel()
         except torch.OutOfMemoryError:
             if checkpointing == "layer":
                 raise
@@ -173,11 +213,12 @@ def train(model, args, device, out: Path, step: int = 0, spent: float = 0.0) -> 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        tokens += ids.numel()
+        tokens += read
         record = {
             "step": step,
+            "replay": replaying,
             "seconds": round(spent + time.perf_counter() - started, 2),
-            "length": ids.shape[1],
+            "tokens": read,
             "loss": round(loss.item(), 4),
             "answer_token_acc": round(acc, 3),
             "prompt_lm_loss": None if lm is None else round(lm.item(), 4),
@@ -246,6 +287,9 @@ def main() -> None:
     p.add_argument("--feature-lr", type=float, default=1e-3)
     p.add_argument("--warmup-steps", type=int, default=10)
     p.add_argument("--lm-weight", type=float, default=0.0, help="weight of the prompt's LM loss (0: answer only)")
+    p.add_argument("--replay", default=None, help="chat_replay.py jsonl: the original's chat answers")
+    p.add_argument("--replay-every", type=int, default=3, help="every N-th step is a replay step (with --replay)")
+    p.add_argument("--replay-batch", type=int, default=4, help="replay examples per replay step (one at a time)")
     p.add_argument("--minutes", type=float, default=5.0, help="training time (the cosine runs over it)")
     p.add_argument("--max-steps", type=int, default=1_000_000)
     p.add_argument("--batch-size", type=int, default=16)

@@ -11,7 +11,10 @@
 #   format: prompts of 1-4K tokens, batch 32 (ran on an H200: 2.3 min, 26 steps; it taught the answer's format, not
 #           retrieval: E29). On two CPU cores the same 26 steps take ~1.5 h.
 #   short:  520-640 tokens (the needle 1-2 segments of 256 back), batch 8, 30 min on two cores (E30)
-#   medium: 700-1600 tokens (up to 5 segments back), batch 8, 40 min (E32)
+#   medium: 700-1600 tokens (up to 5 segments back), batch 8, 40 min (E32; stopped at 19 min; not in the default list)
+#   speak:  from short: 520-1024 tokens with the prompt's language-model loss added (--lm-weight 1), so that the model
+#           that learned to retrieve speaks again (the answer-only stages leave it answering every prompt with digits),
+#           lr 5e-4, 30 min (E33)
 # Needs the prose of runs/tools/build_prose.py in $PROSE (train.txt for training, heldout.txt for the evaluations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +22,7 @@ BASE=${BASE:-transfer}
 DEVICE=${DEVICE:-cpu}
 PROSE=${PROSE:-runs/out/prose}
 OUT=${OUT:-runs/out/smollm2-memory-$BASE}
-STAGES=${STAGES:-"format short medium"}
+STAGES=${STAGES:-"format short speak"}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 COMMON=(--base "$BASE" --device "$DEVICE" --haystacks "$PROSE/train.txt" --eval-haystack "$PROSE/heldout.txt"
         --lr 1e-3 --print-every 5 --eval-formats passkey ruler)
@@ -35,7 +38,10 @@ for stage in $STAGES; do
     medium) args=(--minutes 40 --batch-size 8 --seq-len 1600 --min-len 700 --formats passkey ruler paraphrase
                   --local-start 0.1 --local-end 0.1 --curriculum-steps 1 --warmup-steps 3 --save-every 5
                   --eval-lengths 2000 --eval-depths 0 0.5 1 --eval-keys 4) ;;
-    *) echo "unknown stage $stage (format, short, medium)"; exit 2 ;;
+    speak)  args=(--minutes 30 --lm-weight 1.0 --lr 5e-4 --batch-size 8 --seq-len 1024 --min-len 520 --formats passkey ruler
+                  --local-start 0.1 --local-end 0.1 --curriculum-steps 1 --warmup-steps 3 --save-every 5
+                  --eval-lengths 2000 --eval-depths 0 0.5 --eval-keys 4) ;;
+    *) echo "unknown stage $stage (format, short, medium, speak)"; exit 2 ;;
   esac
   from=()
   [ -n "$prev" ] && from=(--adapter "$OUT/$prev")

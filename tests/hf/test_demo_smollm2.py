@@ -204,5 +204,10 @@ def test_the_demo_runs_a_memory_adapter_on_prose(artifact, tmp_path, capsys):
     assert [r["answers"][0][0] for r in plain] == [r["answers"][0][0] for r in tuned]  # the same keys
     assert [r["answers"][0][1] for r in plain] != [r["answers"][0][1] for r in tuned]  # the adapter changes answers
     assert "With the fine-tuned memory adapter" in (out / "summary.md").read_text()
+    # the same text streamed again with the adapter: the same positions, other losses
+    plain_stream, tuned_stream = summary["streaming"], summary["streaming_adapter"]
+    assert tuned_stream["tokens"] == plain_stream["tokens"] and tuned_stream.keys() == plain_stream.keys()
+    assert tuned_stream["buckets"] != plain_stream["buckets"]
+    assert "Streaming with the adapter" in (out / "summary.md").read_text()
     assert cli([*args, "--adapter", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     assert "no adapter.json" in capsys.readouterr().err

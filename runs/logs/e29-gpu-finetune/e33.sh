@@ -8,4 +8,4 @@ python /work/snap8e/smollm2_finetune.py --base transfer --device cpu --adapter r
   --lm-weight 1.0 --batch-size 8 --seq-len 1024 --min-len 520 --local-start 0.1 --local-end 0.1 --curriculum-steps 1 \
   --formats passkey ruler --haystacks runs/out/prose/train.txt --lr 5e-4 --warmup-steps 3 --save-every 5 --print-every 1 \
   --eval-haystack runs/out/prose/heldout.txt --eval-formats passkey ruler --eval-lengths 2000 --eval-depths 0 0.5 \
-  --eval-keys 4 --out runs/out/e33-lm
+  --eval-keys 4 --out runs/out/e33-lm "$@"

@@ -337,12 +337,17 @@ def run(args, lengths: list[int], depths: list[float], keys: int, tokens: int, a
             f"{format_passkey(tuned_rows)}"
         )
         print(prose_md)
+        print(f"\nStreaming the same text with {adapter}:")
+        tuned_streaming = run_streaming(model, ids)
+        tuned_streaming_md = format_streaming(tuned_streaming)
+        print(tuned_streaming_md)
 
     wall = time.perf_counter() - started
     summary = {"model": header, **info, "passkey": passkey_json, "streaming": streaming, "wall_s": wall}
     if adapter is not None:
         summary["passkey_prose"] = {"haystack": TEXT_NAME, "artifact_alone": plain_json}
         summary["passkey_prose_adapter"] = {"adapter": str(adapter), **tuned_json}
+        summary["streaming_adapter"] = tuned_streaming
     if cache_json is not None:
         summary["passkey_sparse_cache"] = {"tokens_per_kv_head": args.sparse_cache, **cache_json}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -379,6 +384,7 @@ def run(args, lengths: list[int], depths: list[float], keys: int, tokens: int, a
         streaming_md,
         "",
         *([f"## Passkey over held-out prose ({TEXT_NAME})", "", prose_md, ""] if prose_md else []),
+        *([f"## Streaming with the adapter `{adapter}`", "", tuned_streaming_md, ""] if prose_md else []),
     ]
     (out / "summary.md").write_text("\n".join(page))
     print(f"\nwrote {out / 'summary.json'} and {out / 'summary.md'} ({wall / 60:.1f} min in all)")
