@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SmolLM2-135M's compressive memory taught to retrieve, stage by stage (issue 14; runs/EXPERIMENTS.md E29-E32):
+# SmolLM2-135M's compressive memory taught to retrieve, stage by stage (issue 14; runs/EXPERIMENTS.md E29-E35):
 # runs/smollm2_finetune.py (LoRA on q/k/v/o + gates + feature maps, the loss on the answer only), from the shipped
 # transfer artifact (BASE=transfer) or the paper's layer (BASE=paper), on prompts that grow longer stage by stage.
 #
@@ -15,6 +15,9 @@
 #   speak:  from short: 520-1024 tokens with the prompt's language-model loss added (--lm-weight 1), so that the model
 #           that learned to retrieve speaks again (the answer-only stages leave it answering every prompt with digits),
 #           lr 5e-4, 30 min (E33)
+#   replay: from speak: every third step replays the original model's own answers to chat prompts over long passages
+#           (runs/tools/chat_replay.py, made once: ~14 min on one thread), so that long prompts are not all answered
+#           with digits; lr 3e-4, 30 min (E35: shipped as assets/smollm2-memory, runs/tools/ship_adapter.py)
 # Needs the prose of runs/tools/build_prose.py in $PROSE (train.txt for training, heldout.txt for the evaluations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +25,8 @@ BASE=${BASE:-transfer}
 DEVICE=${DEVICE:-cpu}
 PROSE=${PROSE:-runs/out/prose}
 OUT=${OUT:-runs/out/smollm2-memory-$BASE}
-STAGES=${STAGES:-"format short speak"}
+STAGES=${STAGES:-"format short speak replay"}
+REPLAY=${REPLAY:-runs/out/replay/chat.jsonl}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 COMMON=(--base "$BASE" --device "$DEVICE" --haystacks "$PROSE/train.txt" --eval-haystack "$PROSE/heldout.txt"
         --lr 1e-3 --print-every 5 --eval-formats passkey ruler)
@@ -41,7 +45,12 @@ for stage in $STAGES; do
     speak)  args=(--minutes 30 --lm-weight 1.0 --lr 5e-4 --batch-size 8 --seq-len 1024 --min-len 520 --formats passkey ruler
                   --local-start 0.1 --local-end 0.1 --curriculum-steps 1 --warmup-steps 3 --save-every 5
                   --eval-lengths 2000 --eval-depths 0 0.5 --eval-keys 4) ;;
-    *) echo "unknown stage $stage (format, short, medium, speak)"; exit 2 ;;
+    replay) [ -f "$REPLAY" ] || python runs/tools/chat_replay.py --text "$PROSE/train.txt" --count 160 --out "$REPLAY"
+            args=(--minutes 30 --lm-weight 1.0 --lr 3e-4 --replay "$REPLAY" --replay-every 3 --replay-batch 4
+                  --batch-size 8 --seq-len 1024 --min-len 520 --formats passkey ruler
+                  --local-start 0.1 --local-end 0.1 --curriculum-steps 1 --warmup-steps 3 --save-every 5
+                  --eval-lengths 2000 4000 --eval-depths 0 0.5 --eval-keys 4) ;;
+    *) echo "unknown stage $stage (format, short, medium, speak, replay)"; exit 2 ;;
   esac
   from=()
   [ -n "$prev" ] && from=(--adapter "$OUT/$prev")

@@ -211,3 +211,26 @@ def test_the_demo_runs_a_memory_adapter_on_prose(artifact, tmp_path, capsys):
     assert "Streaming with the adapter" in (out / "summary.md").read_text()
     assert cli([*args, "--adapter", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     assert "no adapter.json" in capsys.readouterr().err
+
+
+def test_the_shipped_memory_adapter_fits_the_shipped_artifact():
+    """assets/smollm2-memory: LoRA of rank 32 on q/k/v/o, the gates and the Hedgehog maps of SmolLM2-135M's 30
+    layers (bfloat16), small enough to ship beside the transfer artifact (issue 14: at most 20 MB in all)."""
+    folder = demo_smollm2.DEFAULT_ADAPTER
+    meta = json.loads((folder / "adapter.json").read_text())
+    assert meta["lora"] == {"rank": 32, "alpha": 32.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+    assert meta["base"] == "transfer" and meta["source"] == "gguf:default" and meta["done"]
+    tensors = load_file(str(folder / "adapter.safetensors"))
+    assert len(tensors) == 30 * 10 and {t.dtype for t in tensors.values()} == {torch.bfloat16}
+    shipped = load_file(str(demo_smollm2.DEFAULT_ARTIFACT / "transfer.safetensors"))
+    for name, tensor in shipped.items():  # the gates and maps the adapter replaces: the same tensors, re-trained
+        assert tensors[name].shape == tensor.shape
+    layer = "model.layers.29.self_attn."
+    assert tensors[layer + "q_proj.lora_A.weight"].shape == (32, 576)
+    assert tensors[layer + "k_proj.lora_B.weight"].shape == (192, 32)  # 3 key/value heads of 64
+    assert tensors[layer + "o_proj.lora_B.weight"].shape == (576, 32)
+    total = sum(
+        (f).stat().st_size
+        for f in (folder / "adapter.safetensors", demo_smollm2.DEFAULT_ARTIFACT / "transfer.safetensors")
+    )
+    assert total < 20 * 10**6 and (folder / "README.md").is_file()
