@@ -98,6 +98,7 @@ def task_for(model, args):
         batch_size=args.batch_size,
         formats=args.formats,
         haystacks=args.haystacks,
+        templates=args.templates,
         local_start=args.local_start,
         local_end=args.local_end,
         curriculum_steps=args.curriculum_steps,
@@ -260,6 +261,7 @@ def evaluate(model, args, out: Path) -> None:
             haystack=get_haystack(args.eval_haystack),
             fmt=fmt,
             seed=args.eval_seed,
+            template=args.eval_template,
         )
         for r in rows:
             print(f"{fmt} {r.length} depth {r.depth} {r.found_via} reset={r.reset_memory}: {r.accuracy:.2f}", r.answers)
@@ -297,6 +299,7 @@ def main() -> None:
     p.add_argument("--min-len", type=int, default=1024)
     p.add_argument("--formats", nargs="+", default=["passkey", "ruler", "paraphrase"])
     p.add_argument("--haystacks", nargs="+", default=[])
+    p.add_argument("--templates", nargs="+", default=["plain"], help="plain / chat (data/templates.py), one per batch")
     p.add_argument("--local-start", type=float, default=0.3)
     p.add_argument("--local-end", type=float, default=0.15)
     p.add_argument("--curriculum-steps", type=int, default=100)
@@ -311,6 +314,7 @@ def main() -> None:
     p.add_argument("--adapter", default=None, help="a folder with adapter.safetensors to start from / evaluate")
     p.add_argument("--eval-haystack", default=None, help="a text file (default: the paper's filler)")
     p.add_argument("--eval-formats", nargs="+", default=["passkey", "ruler"])
+    p.add_argument("--eval-template", default="plain", help="plain or chat (data/templates.py)")
     p.add_argument("--eval-lengths", type=int, nargs="+", default=[4000, 16000, 32000])
     p.add_argument("--eval-depths", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     p.add_argument("--eval-keys", type=int, default=4)

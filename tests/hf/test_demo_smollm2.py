@@ -234,3 +234,45 @@ def test_the_shipped_memory_adapter_fits_the_shipped_artifact():
         for f in (folder / "adapter.safetensors", demo_smollm2.DEFAULT_ARTIFACT / "transfer.safetensors")
     )
     assert total < 20 * 10**6 and (folder / "README.md").is_file()
+
+
+def test_the_evaluations_load_an_artifact_or_adapter_folder_by_path_or_shipped_name(artifact, tmp_path, capsys):
+    """`infini eval passkey|ruler|babilong --model smollm2-memory`: a memory adapter folder loads as its transfer
+    artifact + the adapter (hf/transfer.py:load_memory_model), an artifact folder as the artifact alone."""
+    from infini_attention.eval.models import is_hf_spec, is_memory_spec, load_eval_model
+    from infini_attention.hf.lora import add_lora, save_adapter
+    from infini_attention.hf.transfer import _artifact_of, load_transferred, memory_model_folder
+
+    assert memory_model_folder("smollm2-memory") == demo_smollm2.DEFAULT_ADAPTER  # the shipped ones by name
+    assert memory_model_folder("smollm2-transfer") == demo_smollm2.DEFAULT_ARTIFACT
+    assert memory_model_folder("passkey") is None and memory_model_folder(str(tmp_path)) is None
+    assert not is_memory_spec("gguf:default") and not is_hf_spec("smollm2-memory")
+    # an adapter trained elsewhere records its artifact's path there: the shipped one of that name stands in
+    meta = {"artifact": "/elsewhere/src/infini_attention/assets/smollm2-transfer"}
+    assert _artifact_of(meta, tmp_path) == demo_smollm2.DEFAULT_ARTIFACT
+    with pytest.raises(FileNotFoundError, match="not on this machine"):
+        _artifact_of({"artifact": "/elsewhere/other-artifact"}, tmp_path)
+
+    model = add_lora(load_transferred(artifact[0]), rank=2, alpha=4)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.requires_grad_(".lora_" in name)
+            if ".lora_B" in name:
+                p.normal_(0.0, 0.5)
+    adapter = tmp_path / "adapter"
+    save_adapter(model, adapter, {"base": "transfer", "source": None, "artifact": str(artifact[0])})
+    ids = torch.randint(0, 256, (1, 3 * N), generator=torch.Generator().manual_seed(5))
+    em = load_eval_model(str(adapter))
+    plain = load_eval_model(str(artifact[0]))
+    with torch.no_grad():
+        assert_close(em.model(ids)[0], model.eval()(ids)[0], atol=1e-5, what="loaded adapter vs trained model")
+        assert (plain.model(ids)[0] - em.model(ids)[0]).abs().max() > 1e-3  # the artifact alone differs
+    assert isinstance(em.tokenizer, HFTokenizer)
+    with pytest.raises(ValueError, match="settings"):
+        load_eval_model(str(adapter), segment_len=128)
+    out = tmp_path / "pk"
+    args = ["eval", "passkey", "--model", str(adapter), "--lengths", "600", "--depths", "0", "--keys", "1"]
+    assert cli([*args, "--haystack", str(demo_smollm2.TEXT), "--out", str(out)]) == 0
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert "found via" in capsys.readouterr().out and saved["checkpoint"] == str(adapter)
+    assert [(r["length"], r["depth"]) for r in saved["rows"] if not r["reset_memory"]] == [(600, 0.0)]

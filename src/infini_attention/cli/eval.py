@@ -13,7 +13,7 @@ from pathlib import Path
 
 from infini_attention.cli.common import check_writable, refuse_overwrite
 from infini_attention.data.formats import FORMATS  # plain Python: --help stays fast
-from infini_attention.eval.models import checkpoint_tokenizer  # plain Python: --help stays fast
+from infini_attention.eval.models import checkpoint_tokenizer, is_hf_spec, is_memory_spec  # plain Python
 from infini_attention.utils import format_bytes, format_count, parse_count
 
 HELP = "evaluate a model: passkey retrieval, long-document perplexity (ppl), RULER or BABILong"
@@ -47,7 +47,14 @@ def run(args) -> int:
 
 
 def add_passkey_arguments(p):
-    p.add_argument("--checkpoint", required=True, help="model folder (model.safetensors + config.json)")
+    p.add_argument(
+        "--checkpoint",
+        "--model",
+        dest="checkpoint",
+        required=True,
+        help="model folder (model.safetensors + config.json), gguf:default, a converted HF folder, a transfer "
+        "artifact or memory adapter folder, or smollm2-memory (the shipped SmolLM2 with its memory adapter)",
+    )
     p.add_argument(
         "--lengths",
         nargs="+",
@@ -65,6 +72,12 @@ def add_passkey_arguments(p):
         help="prompt format: the paper's passkey, RULER's single needle (ruler) or multi-key needles (ruler-multikey)",
     )
     p.add_argument("--needles", type=int, default=None, help="needles per prompt (default: the format's, 1 or 4)")
+    p.add_argument(
+        "--template",
+        default="plain",
+        choices=("plain", "chat"),
+        help="plain text, or one user turn of the tokenizer's chat template (data/templates.py)",
+    )
     p.add_argument(
         "--haystack",
         default=None,
@@ -101,8 +114,14 @@ def run_passkey(args) -> int:
         refuse_overwrite([out.with_suffix(s) for s in (".json", ".png", ".md")], args.overwrite)
     haystack = get_haystack(args.haystack) if args.haystack else None
 
-    model = load_model(args.checkpoint)
-    tokenizer = get_tokenizer(args.tokenizer or checkpoint_tokenizer(args.checkpoint))
+    if is_hf_spec(args.checkpoint) or is_memory_spec(args.checkpoint):  # e.g. smollm2-memory, gguf:default
+        from infini_attention.eval.models import load_eval_model
+
+        em = load_eval_model(args.checkpoint, args.tokenizer)
+        model, tokenizer = em.model, em.tokenizer
+    else:
+        model = load_model(args.checkpoint)
+        tokenizer = get_tokenizer(args.tokenizer or checkpoint_tokenizer(args.checkpoint))
     lengths = [parse_count(n) for n in args.lengths]
     depths = args.depths
     if args.grid:
@@ -123,6 +142,7 @@ def run_passkey(args) -> int:
         fmt=args.format,
         needles=args.needles or get_format(args.format).default_needles,
         bf16=args.bf16,
+        template=args.template,
     )
     table = passkey.format_table(rows)
     print(table)
@@ -138,11 +158,17 @@ def run_passkey(args) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         command = "infini eval passkey " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["eval", "passkey"] else [])
-        extra = {"checkpoint": str(args.checkpoint), "format": args.format, "haystack": args.haystack or args.filler}
+        extra = {
+            "checkpoint": str(args.checkpoint),
+            "format": args.format,
+            "template": args.template,
+            "haystack": args.haystack or args.filler,
+        }
         passkey.save_json(rows, out.with_suffix(".json"), extra=extra)
         passkey.plot_heatmap(rows, out.with_suffix(".png"), title=f"Passkey retrieval, {Path(args.checkpoint).name}")
         setting = (
-            f"format `{args.format}`, haystack `{args.haystack or args.filler or 'the paper filler'}`, "
+            f"format `{args.format}` ({args.template} template), "
+            f"haystack `{args.haystack or args.filler or 'the paper filler'}`, "
             f"{args.keys} fresh instances (keys and haystack starts) per (length, depth) cell, seed {args.seed}"
         )
         report = passkey.format_report(rows, command, model, out.with_suffix(".png").name, setting=setting)

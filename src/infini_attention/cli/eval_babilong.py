@@ -24,7 +24,9 @@ HELP = "BABILong: qa tasks on facts hidden in long text (published data or gener
 
 
 def add_arguments(p):
-    p.add_argument("--model", required=True, help="native model folder, gguf:default or a converted HF folder")
+    p.add_argument(
+        "--model", required=True, help="native model folder, gguf:default, a converted HF folder or smollm2-memory"
+    )
     p.add_argument("--tokenizer", default=None, help="tokenizer name (default: the model's, else byte)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="FOLDER/<length>/<task>.jsonl (.json, .parquet), one such file, or hf:<name>")

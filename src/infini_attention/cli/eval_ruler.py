@@ -28,7 +28,8 @@ def add_arguments(p):
         "--checkpoint",
         dest="model",
         required=True,
-        help="native checkpoint folder, gguf:default, gguf:<file> or a converted HF folder",
+        help="native checkpoint folder, gguf:default, gguf:<file>, a converted HF folder, or smollm2-memory "
+        "(the shipped SmolLM2 with its memory adapter; also any transfer artifact or memory adapter folder)",
     )
     p.add_argument(
         "--tasks",
@@ -50,6 +51,11 @@ def add_arguments(p):
     )
     p.add_argument("--tokenizer", default=None, help="tokenizer name (default: the model's)")
     p.add_argument("--segment-len", type=int, default=None, help="segment length of an HF model converted on load")
+    p.add_argument(
+        "--no-chat-template",
+        action="store_true",
+        help="plain prompts even when the model's tokenizer has a chat template (default: wrapped in it)",
+    )
     p.add_argument("--no-ablation", action="store_true", help="skip the memory-reset ablation")
     p.add_argument("--ablation-up-to", default=None, help="run the memory-reset ablation only up to this length")
     p.add_argument("--seed", type=int, default=0)
@@ -77,6 +83,8 @@ def run(args) -> int:
     haystack = get_haystack(args.haystack) if args.haystack else None
     overrides = {"segment_len": args.segment_len} if args.segment_len else {}
     em = load_eval_model(args.model, args.tokenizer, **overrides)
+    if args.no_chat_template:
+        em.chat_template = False
     ablation = False if args.no_ablation else (parse_count(args.ablation_up_to) if args.ablation_up_to else True)
     done = []
 

@@ -15,7 +15,13 @@ HELP = "stream a long input through a model: time per token and peak memory at g
 
 def add_arguments(p):
     p.add_argument("--preset", default="tiny", help="model preset (ignored with --checkpoint)")
-    p.add_argument("--checkpoint", help="folder of a trained model (model.safetensors + config.json)")
+    p.add_argument(
+        "--checkpoint",
+        "--model",
+        dest="checkpoint",
+        help="a trained model folder (model.safetensors + config.json), gguf:default, a converted HF folder, "
+        "or smollm2-memory (the shipped SmolLM2 with its memory adapter)",
+    )
     p.add_argument("--tokens", default="1M", help="total tokens to stream, e.g. 64K or 1M")
     p.add_argument("--block", default="64K", help="tokens handed to the model per call")
     p.add_argument("--bf16", action="store_true", help="run under bfloat16 autocast")
@@ -41,7 +47,13 @@ def stream_report(model, total: int, block: int, bf16: bool = False, seed: int =
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    if args.checkpoint:
+    from infini_attention.eval.models import is_hf_spec, is_memory_spec
+
+    if args.checkpoint and (is_hf_spec(args.checkpoint) or is_memory_spec(args.checkpoint)):
+        from infini_attention.eval.models import load_eval_model
+
+        model = load_eval_model(args.checkpoint).model
+    elif args.checkpoint:
         from infini_attention.models.io import load_model
 
         model = load_model(args.checkpoint)

@@ -65,6 +65,7 @@ GROUPS = {  # help sections, in order; a field not listed goes to "run"
         "full_loss",
         "formats",
         "haystacks",
+        "templates",
         "eval_haystack",
         "local_start",
         "local_end",

@@ -20,6 +20,7 @@ import torch
 from infini_attention.data import haystack as haystacks
 from infini_attention.data.formats import PaperPasskey, get_format, random_key
 from infini_attention.data.haystack import Span
+from infini_attention.data.templates import get_template
 from infini_attention.data.tokenizers import Tokenizer
 
 __all__ = ["PasskeyInstance", "Span", "make_instance", "random_key", "training_instances", "batch_tensors"]
@@ -94,6 +95,7 @@ def make_instance(
     fmt: str = "passkey",
     haystack=None,
     words: list[str] | None = None,
+    template: str = "plain",
 ) -> PasskeyInstance:
     """A needle prompt of exactly `length` tokens with needles at the given depths.
 
@@ -106,6 +108,8 @@ def make_instance(
     filler: the older option: a text, or a text file, repeated as the haystack.
     words: the word list of RULER keys (default: the haystack's words).
     doubled: every key holds one digit written twice in a row (hard keys, for training).
+    template: how the prompt is presented (data/templates.py): "plain", or "chat" (one user turn of the
+        tokenizer's chat template, the answer in the assistant's turn).
     The keys, `ask` and the haystack's start follow from `seed`: the same arguments give the same instance.
     """
     depths = [depth] if isinstance(depth, int | float) else list(depth)
@@ -119,6 +123,7 @@ def make_instance(
         words = source.words or None
     rng = random.Random(seed)
     prompt = form.draw(rng, len(depths), digits or form.default_digits, doubled, words, ask)
+    prompt = get_template(template).wrap(prompt, tokenizer)
     needles = [tokenizer.encode(t) for t in prompt.needles]
     question = tokenizer.encode(prompt.question)
     prefix = tokenizer.encode(prompt.prefix)

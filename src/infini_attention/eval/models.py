@@ -3,7 +3,10 @@
 - a native checkpoint folder (model.safetensors + config.json, as `infini train` writes), with the
   tokenizer it was trained with (train_config.json beside it, else bytes);
 - `gguf:default`, `gguf:<file.gguf>` or a converted Hugging Face folder (`infini convert`), loaded
-  through the "hf" model source (needs the hf extra), with its own tokenizer and chat template.
+  through the "hf" model source (needs the hf extra), with its own tokenizer and chat template;
+- a transfer artifact or a memory adapter folder (hf/transfer.py:load_memory_model), among them the
+  shipped SmolLM2 ones by name: `smollm2-memory` (the artifact + the fine-tuned memory adapter, what
+  `infini demo --model smollm2` runs) and `smollm2-transfer` (the artifact alone).
 
 Both kinds are StreamingLMs (models/protocol.py): `model(ids, state, logits_to_keep=1)` carries the
 bounded state from call to call, so an evaluation streams any length segment by segment.
@@ -56,6 +59,17 @@ def checkpoint_tokenizer(folder: str | Path) -> str:
     return training_config(folder).get("tokenizer") or "byte"
 
 
+def is_memory_spec(spec: str) -> bool:
+    """A transfer artifact or memory adapter folder, or a shipped one's name (hf/transfer.py, plain Python)."""
+    from importlib.util import find_spec
+
+    if find_spec("transformers") is None:
+        return False
+    from infini_attention.hf.transfer import memory_model_folder
+
+    return memory_model_folder(spec) is not None
+
+
 def is_hf_spec(spec: str) -> bool:
     """gguf:... or a folder whose config.json is a transformers config (converted or not)."""
     if spec.startswith(HF_PREFIXES):
@@ -71,6 +85,13 @@ def load_eval_model(spec: str, tokenizer: str | None = None, device: str = "cpu"
     """A native checkpoint folder, or gguf:default / gguf:<file> / a converted HF folder (see the module doc).
 
     overrides: `--model` settings for an HF source (e.g. segment_len=1024)."""
+    if is_memory_spec(spec):
+        if overrides:
+            raise ValueError(f"{spec} is a trained memory model: its settings ({sorted(overrides)}) are fixed")
+        from infini_attention.hf.transfer import load_memory_model
+
+        model = load_memory_model(spec).eval().to(device)
+        return _hf_eval_model(model, model.tokenizer, spec)
     if is_hf_spec(spec):
         try:
             import infini_attention.hf  # noqa: F401  (registers the "hf" model source)
@@ -82,10 +103,7 @@ def load_eval_model(spec: str, tokenizer: str | None = None, device: str = "cpu"
         tok = get_tokenizer(tokenizer) if tokenizer else model.tokenizer
         if tok is None:
             raise ValueError(f"{spec} ships no tokenizer: give --tokenizer hf:<tokenizer folder>")
-        hf = getattr(tok, "tokenizer", None)
-        chat = bool(getattr(hf, "chat_template", None))
-        eos = getattr(hf, "eos_token_id", None)
-        return EvalModel(model, tok, spec, chat_template=chat, stop_ids=(eos,) if eos is not None else ())
+        return _hf_eval_model(model, tok, spec)
     if overrides:
         raise ValueError(f"model settings {sorted(overrides)} apply to Hugging Face sources only")
     from infini_attention.models.io import load_model
@@ -98,6 +116,13 @@ def load_eval_model(spec: str, tokenizer: str | None = None, device: str = "cpu"
             "is --tokenizer the one the model was trained with?"
         )
     return EvalModel(model, tok, spec)
+
+
+def _hf_eval_model(model, tok: Tokenizer, spec: str) -> EvalModel:
+    hf = getattr(tok, "tokenizer", None)
+    chat = bool(getattr(hf, "chat_template", None))
+    eos = getattr(hf, "eos_token_id", None)
+    return EvalModel(model, tok, spec, chat_template=chat, stop_ids=(eos,) if eos is not None else ())
 
 
 def greedy_continue(

@@ -161,6 +161,7 @@ def evaluate_length(
     filler=None,
     haystack=None,
     fmt: str = "passkey",
+    template: str = "plain",
     needles: int = 1,
     chunk_segments: int = 16,
     bf16: bool = False,
@@ -172,7 +173,7 @@ def evaluate_length(
     differ in where the needle sits (memory, local window, straddling) gives one row per kind.
     """
     n = model.config.segment_len
-    prompt = dict(digits=digits, filler=filler, haystack=haystack, fmt=fmt)
+    prompt = dict(digits=digits, filler=filler, haystack=haystack, fmt=fmt, template=template)
     cells = [cell_instances(tokenizer, length, depth, keys, seed=seed, needles=needles, **prompt) for depth in depths]
     instances = [inst for cell in cells for inst in cell]
     probe = None if reset_memory else _NeedleProbe(model, [inst.needle_spans[inst.ask] for inst in instances])

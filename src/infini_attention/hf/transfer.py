@@ -554,6 +554,51 @@ def load_transferred(
     return HFTrainingModel(model, tokenizer, source=source).eval()
 
 
+SHIPPED = Path(__file__).resolve().parents[1] / "assets"  # assets/smollm2-transfer, assets/smollm2-memory
+
+
+def memory_model_folder(spec: str) -> Path | None:
+    """The folder of `spec` when it is a transfer artifact (manifest.json + transfer.safetensors) or a memory
+    adapter (adapter.json, hf/lora.py); the shipped ones by name ("smollm2-transfer", "smollm2-memory"); else None."""
+    folder = Path(spec).expanduser()
+    if not folder.exists() and "/" not in spec:
+        folder = SHIPPED / spec
+    if (folder / ARTIFACT).is_file() and (folder / MANIFEST).is_file():
+        return folder
+    if (folder / "adapter.json").is_file():
+        return folder
+    return None
+
+
+def _artifact_of(adapter_meta: dict, folder: Path) -> Path:
+    """The transfer artifact an adapter was trained on: as recorded, else the shipped one of the same name
+    (a path recorded on another machine, or relative to the package: "assets/smollm2-transfer")."""
+    recorded = adapter_meta.get("artifact") or ""
+    for candidate in (Path(recorded), folder / recorded, SHIPPED.parent / recorded, SHIPPED / Path(recorded).name):
+        if recorded and (candidate / ARTIFACT).is_file():
+            return candidate
+    raise FileNotFoundError(f"{folder}/adapter.json: its transfer artifact {recorded!r} is not on this machine")
+
+
+def load_memory_model(spec: str):
+    """The HFTrainingModel of a transfer artifact or a memory adapter folder (see memory_model_folder):
+    `infini eval ruler --model smollm2-memory` reads the shipped SmolLM2 with its fine-tuned memory."""
+    folder = memory_model_folder(spec)
+    if folder is None:
+        raise FileNotFoundError(f"{spec}: not a transfer artifact or a memory adapter folder")
+    if (folder / ARTIFACT).is_file():
+        return load_transferred(folder)
+    from infini_attention.hf.lora import load_adapter, read_adapter_meta
+
+    meta = read_adapter_meta(folder)
+    if meta.get("base", "transfer") == "transfer":
+        return load_transferred(_artifact_of(meta, folder), source=meta.get("source"), adapter=folder)
+    from infini_attention.hf.training import HFTrainingModel  # --base paper: the paper's layer + the adapter
+
+    model = HFTrainingModel.load(meta["source"], segment_len=meta["segment_len"], rule=meta["rule"])
+    return load_adapter(model, folder).eval()
+
+
 __all__ = [
     "Teacher",
     "apply_transfer",
@@ -562,9 +607,11 @@ __all__ = [
     "evaluate_layer",
     "infini_layers",
     "install_feature_map",
+    "load_memory_model",
     "load_original",
     "load_transfer",
     "load_transferred",
+    "memory_model_folder",
     "needle_context",
     "save_transfer",
     "select_parameters",

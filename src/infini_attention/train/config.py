@@ -60,6 +60,9 @@ class TrainConfig:
     # passkey: haystacks, one drawn per batch: "paper" (the paper's filler) or text files (data/haystack.py);
     # empty = the paper's filler
     haystacks: list = field(default_factory=list)
+    # passkey: prompt templates (data/templates.py: plain, chat = one user turn of the tokenizer's chat template),
+    # one drawn per batch; repeat a name to weight it (plain plain chat: a third of the batches in chat)
+    templates: list = field(default_factory=lambda: ["plain"])
     eval_haystack: str | None = None  # passkey: the haystack of the training-time evaluation (None: the paper's)
     local_start: float = 0.5  # passkey: share of needles in the question's segment at step 0
     local_end: float = 0.1  # passkey: ... at the end of the curriculum
@@ -141,6 +144,11 @@ class TrainConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         from infini_attention.data.formats import EVALUATION_ONLY
+        from infini_attention.data.templates import TEMPLATES
+
+        unknown = sorted(set(self.templates) - set(TEMPLATES))
+        if unknown:
+            raise ValueError(f"--templates {' '.join(unknown)}: unknown; choose from {', '.join(TEMPLATES)}")
 
         if self.task == "passkey" and EVALUATION_ONLY & set(self.formats):
             raise ValueError(

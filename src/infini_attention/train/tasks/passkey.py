@@ -24,6 +24,7 @@ class PasskeyOptions(LengthOptions):
     full_loss: bool
     formats: list
     haystacks: list
+    templates: list
     eval_haystack: str | None
     local_start: float
     local_end: float
@@ -64,6 +65,7 @@ class PasskeyTask:
         # one prompt format and one haystack per micro-batch, drawn only when there is a choice
         fmt = c.formats[0] if len(c.formats) == 1 else rng.choice(c.formats)
         haystack = (c.haystacks or ["paper"])[0] if len(c.haystacks) <= 1 else rng.choice(c.haystacks)
+        template = c.templates[0] if len(c.templates) == 1 else rng.choice(c.templates)
         form = get_format(fmt)
         return passkey.training_instances(
             self.tokenizer,
@@ -77,6 +79,7 @@ class PasskeyTask:
             needles=form.default_needles,
             fmt=fmt,
             haystack=haystack,
+            template=template,
         )
 
     def batch(self, step: int, rank: int = 0, micro: int = 0) -> Batch:
