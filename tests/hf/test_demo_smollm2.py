@@ -49,6 +49,22 @@ def artifact(tmp_path):
     return folder, original
 
 
+def random_adapter(artifact_folder, folder, meta=None):
+    """The transferred tiny model with LoRA of rank 2 whose B matrices are random (it changes the answers), saved
+    to `folder` as hf/lora.py saves an adapter; returns the model."""
+    from infini_attention.hf.lora import add_lora, save_adapter
+    from infini_attention.hf.transfer import load_transferred
+
+    model = add_lora(load_transferred(artifact_folder), rank=2, alpha=4)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.requires_grad_(".lora_" in name)
+            if ".lora_B" in name:
+                p.normal_(0.0, 0.5)
+    save_adapter(model, folder, meta)
+    return model
+
+
 def test_the_loading_path_applies_the_artifact(artifact):
     folder, original = artifact
     model, info = demo_smollm2.load_demo_model(folder)
@@ -184,16 +200,7 @@ def test_the_shipped_artifact_on_smollm2_keeps_one_segment_exact():
 
 def test_the_demo_runs_a_memory_adapter_on_prose(artifact, tmp_path, capsys):
     """--adapter: the passkey over held-out prose (Genesis) without and with the adapter, the same instances."""
-    from infini_attention.hf.lora import add_lora, save_adapter
-    from infini_attention.hf.transfer import load_transferred
-
-    model = add_lora(load_transferred(artifact[0]), rank=2, alpha=4)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.requires_grad_(".lora_" in name)
-            if ".lora_B" in name:
-                p.normal_(0.0, 0.5)
-    save_adapter(model, tmp_path / "adapter")
+    random_adapter(artifact[0], tmp_path / "adapter")
     out = tmp_path / "demo"
     args = ["demo", "--model", "smollm2", "--artifact", str(artifact[0]), "--lengths", "450", "--tokens", "300"]
     assert cli([*args, "--sparse-cache", "0", "--adapter", str(tmp_path / "adapter"), "--out", str(out)]) == 0
@@ -240,8 +247,7 @@ def test_the_evaluations_load_an_artifact_or_adapter_folder_by_path_or_shipped_n
     """`infini eval passkey|ruler|babilong --model smollm2-memory`: a memory adapter folder loads as its transfer
     artifact + the adapter (hf/transfer.py:load_memory_model), an artifact folder as the artifact alone."""
     from infini_attention.eval.models import is_hf_spec, is_memory_spec, load_eval_model
-    from infini_attention.hf.lora import add_lora, save_adapter
-    from infini_attention.hf.transfer import _artifact_of, load_transferred, memory_model_folder
+    from infini_attention.hf.transfer import _artifact_of, memory_model_folder
 
     assert memory_model_folder("smollm2-memory") == demo_smollm2.DEFAULT_ADAPTER  # the shipped ones by name
     assert memory_model_folder("smollm2-transfer") == demo_smollm2.DEFAULT_ARTIFACT
@@ -253,14 +259,8 @@ def test_the_evaluations_load_an_artifact_or_adapter_folder_by_path_or_shipped_n
     with pytest.raises(FileNotFoundError, match="not on this machine"):
         _artifact_of({"artifact": "/elsewhere/other-artifact"}, tmp_path)
 
-    model = add_lora(load_transferred(artifact[0]), rank=2, alpha=4)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.requires_grad_(".lora_" in name)
-            if ".lora_B" in name:
-                p.normal_(0.0, 0.5)
     adapter = tmp_path / "adapter"
-    save_adapter(model, adapter, {"base": "transfer", "source": None, "artifact": str(artifact[0])})
+    model = random_adapter(artifact[0], adapter, {"base": "transfer", "source": None, "artifact": str(artifact[0])})
     ids = torch.randint(0, 256, (1, 3 * N), generator=torch.Generator().manual_seed(5))
     em = load_eval_model(str(adapter))
     plain = load_eval_model(str(artifact[0]))
