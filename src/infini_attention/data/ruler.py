@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from infini_attention.data.formats import DEFAULT_WORDS, RulerNeedle, needle_value, random_uuid, word_pair
 from infini_attention.data.haystack import FILLER, RepeatedFiller, TextHaystack
+from infini_attention.data.templates import chat_turn
 from infini_attention.data.tokenizers import Tokenizer
 
 NIAH_TEMPLATE = (
@@ -110,12 +111,8 @@ class Wrapper:
 
     @classmethod
     def chat(cls, hf_tokenizer, tokenizer: Tokenizer) -> Wrapper:
-        """The token ids a chat template puts around a user message (rendered once around a marker)."""
-        marker = "\x00RULER\x00"
-        text = hf_tokenizer.apply_chat_template(
-            [{"role": "user", "content": marker}], tokenize=False, add_generation_prompt=True
-        )
-        before, after = text.split(marker)
+        """The token ids a chat template puts around a user message (data/templates.py:chat_turn)."""
+        before, after = chat_turn(hf_tokenizer)
         return cls(tokenizer.encode(before), tokenizer.encode(after))
 
 

@@ -24,24 +24,24 @@ class Plain:
         return prompt
 
 
-class Chat:
-    MARKER = "\x00NEEDLE\x00"
+def chat_turn(hf_tokenizer) -> tuple[str, str]:
+    """(text before, text after) a user message in a transformers tokenizer's chat template, the assistant's
+    header included after it (rendered once around a marker)."""
+    marker = "\x00USER\x00"
+    text = hf_tokenizer.apply_chat_template(
+        [{"role": "user", "content": marker}], tokenize=False, add_generation_prompt=True
+    )
+    before, after = text.split(marker)
+    return before, after
 
-    def turn(self, tokenizer) -> tuple[str, str]:
-        """(text before, text after) a user message in the tokenizer's chat template, with the assistant's
-        header after it (rendered once around a marker)."""
+
+class Chat:
+    def wrap(self, prompt: Prompt, tokenizer) -> Prompt:
         hf = getattr(tokenizer, "tokenizer", None)
         if not getattr(hf, "chat_template", None):
             name = getattr(tokenizer, "name", type(tokenizer).__name__)
             raise ValueError(f"template 'chat': tokenizer {name} has no chat template (use 'plain')")
-        text = hf.apply_chat_template(
-            [{"role": "user", "content": self.MARKER}], tokenize=False, add_generation_prompt=True
-        )
-        before, after = text.split(self.MARKER)
-        return before, after
-
-    def wrap(self, prompt: Prompt, tokenizer) -> Prompt:
-        before, after = self.turn(tokenizer)
+        before, after = chat_turn(hf)
         question = prompt.question
         cut = max(question.rfind(end) for end in "?.!") + 1  # 0 without one: the whole question opens the answer
         asked, lead = question[:cut], question[cut:].strip()

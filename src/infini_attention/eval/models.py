@@ -59,14 +59,27 @@ def checkpoint_tokenizer(folder: str | Path) -> str:
     return training_config(folder).get("tokenizer") or "byte"
 
 
+SHIPPED = Path(__file__).resolve().parents[1] / "assets"  # assets/smollm2-transfer, assets/smollm2-memory
+ARTIFACT = "transfer.safetensors"  # a transfer artifact's tensors (hf/transfer.py) ...
+MANIFEST = "manifest.json"  # ... and its settings
+ADAPTER_META = "adapter.json"  # a memory adapter's settings (hf/lora.py:META_FILE)
+
+
+def memory_model_folder(spec: str) -> Path | None:
+    """The folder of `spec` when it is a transfer artifact (manifest.json + transfer.safetensors) or a memory
+    adapter (adapter.json, hf/lora.py); the shipped ones by name ("smollm2-transfer", "smollm2-memory"); else None."""
+    folder = Path(spec).expanduser()
+    if not folder.exists() and "/" not in spec:
+        folder = SHIPPED / spec
+    if (folder / ARTIFACT).is_file() and (folder / MANIFEST).is_file():
+        return folder
+    if (folder / ADAPTER_META).is_file():
+        return folder
+    return None
+
+
 def is_memory_spec(spec: str) -> bool:
-    """A transfer artifact or memory adapter folder, or a shipped one's name (hf/transfer.py, plain Python)."""
-    from importlib.util import find_spec
-
-    if find_spec("transformers") is None:
-        return False
-    from infini_attention.hf.transfer import memory_model_folder
-
+    """A transfer artifact or memory adapter folder, or a shipped one's name (hf/transfer.py:load_memory_model)."""
     return memory_model_folder(spec) is not None
 
 
@@ -88,7 +101,10 @@ def load_eval_model(spec: str, tokenizer: str | None = None, device: str = "cpu"
     if is_memory_spec(spec):
         if overrides:
             raise ValueError(f"{spec} is a trained memory model: its settings ({sorted(overrides)}) are fixed")
-        from infini_attention.hf.transfer import load_memory_model
+        try:
+            from infini_attention.hf.transfer import load_memory_model
+        except ImportError as e:
+            raise ValueError(f"{spec} is a Hugging Face model: pip install -e '.[hf]' ({e})") from None
 
         model = load_memory_model(spec).eval().to(device)
         return _hf_eval_model(model, model.tokenizer, spec)

@@ -53,13 +53,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from infini_attention.eval.models import ARTIFACT, MANIFEST, SHIPPED, memory_model_folder  # names: plain Python
 from infini_attention.hf.attention import InfiniHFAttention
 from infini_attention.hf.modeling import convert, set_sparse_cache
 from infini_attention.hf.settings import CONFIG_KEY
 from infini_attention.modules import feature_map_module
 
-ARTIFACT = "transfer.safetensors"
-MANIFEST = "manifest.json"
 # what select_parameters can unfreeze: gate logits (eq 10), the feature map's parameters, the token
 # shift taps, and optionally the pretrained projections themselves (which also change the local attention)
 PARTS = ("gate", "feature", "shift", "q", "k", "v", "o")
@@ -552,22 +551,6 @@ def load_transferred(
 
         load_adapter(model, adapter)
     return HFTrainingModel(model, tokenizer, source=source).eval()
-
-
-SHIPPED = Path(__file__).resolve().parents[1] / "assets"  # assets/smollm2-transfer, assets/smollm2-memory
-
-
-def memory_model_folder(spec: str) -> Path | None:
-    """The folder of `spec` when it is a transfer artifact (manifest.json + transfer.safetensors) or a memory
-    adapter (adapter.json, hf/lora.py); the shipped ones by name ("smollm2-transfer", "smollm2-memory"); else None."""
-    folder = Path(spec).expanduser()
-    if not folder.exists() and "/" not in spec:
-        folder = SHIPPED / spec
-    if (folder / ARTIFACT).is_file() and (folder / MANIFEST).is_file():
-        return folder
-    if (folder / "adapter.json").is_file():
-        return folder
-    return None
 
 
 def _artifact_of(adapter_meta: dict, folder: Path) -> Path:
