@@ -1,9 +1,28 @@
-"""Small helpers shared by the command line, evaluation and benchmarks."""
+"""Small helpers shared by the command line, evaluation and benchmarks, and the names of shipped model files."""
 
 from __future__ import annotations
 
 import os
 import resource
+from pathlib import Path
+
+SHIPPED = Path(__file__).resolve().parent / "assets"  # assets/smollm2-transfer, assets/smollm2-memory
+ARTIFACT = "transfer.safetensors"  # a transfer artifact's tensors (hf/transfer.py) ...
+MANIFEST = "manifest.json"  # ... and its settings
+ADAPTER_META = "adapter.json"  # a memory adapter's settings (hf/lora.py:META_FILE)
+
+
+def memory_model_folder(spec: str) -> Path | None:
+    """The folder of `spec` when it is a transfer artifact (manifest.json + transfer.safetensors) or a memory
+    adapter (adapter.json, hf/lora.py); the shipped ones by name ("smollm2-transfer", "smollm2-memory"); else None."""
+    folder = Path(spec).expanduser()
+    if not folder.exists() and "/" not in spec:
+        folder = SHIPPED / spec
+    if (folder / ARTIFACT).is_file() and (folder / MANIFEST).is_file():
+        return folder
+    if (folder / ADAPTER_META).is_file():
+        return folder
+    return None
 
 
 def rss_bytes() -> int:

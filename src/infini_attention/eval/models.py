@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infini_attention.data.tokenizers import Tokenizer, get_tokenizer  # plain Python: the CLI imports this module
+from infini_attention.utils import memory_model_folder
 
 HF_PREFIXES = ("gguf:",)
 
@@ -57,25 +58,6 @@ def training_config(folder: str | Path) -> dict:
 def checkpoint_tokenizer(folder: str | Path) -> str:
     """The tokenizer a model folder was trained with (its training_config), else 'byte'."""
     return training_config(folder).get("tokenizer") or "byte"
-
-
-SHIPPED = Path(__file__).resolve().parents[1] / "assets"  # assets/smollm2-transfer, assets/smollm2-memory
-ARTIFACT = "transfer.safetensors"  # a transfer artifact's tensors (hf/transfer.py) ...
-MANIFEST = "manifest.json"  # ... and its settings
-ADAPTER_META = "adapter.json"  # a memory adapter's settings (hf/lora.py:META_FILE)
-
-
-def memory_model_folder(spec: str) -> Path | None:
-    """The folder of `spec` when it is a transfer artifact (manifest.json + transfer.safetensors) or a memory
-    adapter (adapter.json, hf/lora.py); the shipped ones by name ("smollm2-transfer", "smollm2-memory"); else None."""
-    folder = Path(spec).expanduser()
-    if not folder.exists() and "/" not in spec:
-        folder = SHIPPED / spec
-    if (folder / ARTIFACT).is_file() and (folder / MANIFEST).is_file():
-        return folder
-    if (folder / ADAPTER_META).is_file():
-        return folder
-    return None
 
 
 def is_memory_spec(spec: str) -> bool:

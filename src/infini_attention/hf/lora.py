@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from infini_attention.eval.models import ADAPTER_META
+from infini_attention.utils import ADAPTER_META
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 ADAPTER_FILE, META_FILE = "adapter.safetensors", ADAPTER_META

@@ -53,11 +53,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from infini_attention.eval.models import ARTIFACT, MANIFEST, SHIPPED, memory_model_folder  # names: plain Python
 from infini_attention.hf.attention import InfiniHFAttention
 from infini_attention.hf.modeling import convert, set_sparse_cache
 from infini_attention.hf.settings import CONFIG_KEY
 from infini_attention.modules import feature_map_module
+from infini_attention.utils import ARTIFACT, MANIFEST, SHIPPED, memory_model_folder  # names: plain Python
 
 # what select_parameters can unfreeze: gate logits (eq 10), the feature map's parameters, the token
 # shift taps, and optionally the pretrained projections themselves (which also change the local attention)
