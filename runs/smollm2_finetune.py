@@ -1,7 +1,8 @@
 """SmolLM2's memory path fine-tuned end to end on needle tasks over prose (issue 14; route 4 of its recipe).
 
-LoRA on every layer's q/k/v/o, the gates and (base "transfer") the transfer artifact's feature maps are
-trained; everything else stays the GGUF's. The batches are `infini train --task passkey`'s
+LoRA on every layer's q/k/v/o (or, with --memory-rank, on the memory path's q/k/v only), the gates and (base
+"transfer") the transfer artifact's feature maps are trained; everything else stays the GGUF's. The batches are
+`infini train --task passkey`'s
 (train/tasks/passkey.py: the formats and haystacks given, loss on the answer only), back-propagated
 through every segment, so the only way to the answer is to write the needle into the memory and read it
 back at the question. The run is time-boxed, as a GPU lease is: the learning rate follows a cosine over
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from infini_attention.hf.lora import PROJECTIONS, add_lora, load_adapter, save_adapter
+from infini_attention.hf.lora import PROJECTIONS, add_lora, add_memory_lora, load_adapter, save_adapter
 
 
 def load_base(args, device: torch.device):
@@ -50,11 +51,12 @@ def load_base(args, device: torch.device):
 
 
 def select_trainable(model) -> dict[str, list[nn.Parameter]]:
-    """Freeze all but LoRA, the gates and the memory path's own parameters (feature maps): {group: params}."""
+    """Freeze all but LoRA (and memory LoRA), the gates and the memory path's own parameters (feature maps):
+    {group: params}."""
     gate_ids = {id(p) for p in model.gate_parameters()}
     groups = {"lora": [], "gate": [], "feature": []}
     for name, p in model.named_parameters():
-        if ".lora_" in name:
+        if ".lora_" in name or ".memory_lora." in name:
             groups["lora"].append(p)
         elif id(p) in gate_ids:
             groups["gate"].append(p)
@@ -284,6 +286,13 @@ def main() -> None:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--rank", type=int, default=32)
     p.add_argument("--alpha", type=float, default=32.0)
+    p.add_argument(
+        "--memory-rank",
+        type=int,
+        default=0,
+        help="LoRA of this rank on the memory path's q/k/v only (modules/memory_lora.py; alpha = --alpha); "
+        "the local attention stays the original's. Use with --rank 0",
+    )
     p.add_argument("--lr", type=float, default=5e-4, help="LoRA")
     p.add_argument("--gate-lr", type=float, default=0.05)
     p.add_argument("--feature-lr", type=float, default=1e-3)
@@ -332,6 +341,8 @@ def main() -> None:
     model = load_base(args, device)
     if args.rank > 0 and not args.eval_only:
         add_lora(model, args.rank, args.alpha)
+    if args.memory_rank > 0 and not args.eval_only:
+        add_memory_lora(model, args.memory_rank, args.alpha)
     step, spent, done = 0, 0.0, False
     if args.resume and (out / "adapter.json").is_file():  # this run's own adapter: weights, step and time so far
         meta = json.loads((out / "adapter.json").read_text())

@@ -37,6 +37,10 @@ class InfiniState:
     # un-rotated keys (batch, kv_heads, c, head_dim) and their values (batch, kv_heads, c, v_head_dim)
     cache_k: torch.Tensor | None = None
     cache_v: torch.Tensor | None = None
+    # memory-inputs variant only (the memory path has projections of its own, modules/memory_lora.py): the
+    # unfinished segment's keys and values as the memory will receive them, shaped like k and v
+    mem_k: torch.Tensor | None = None
+    mem_v: torch.Tensor | None = None
 
     kind = "infini"
 

@@ -90,7 +90,7 @@ class _NeedleProbe:
             spans = [(b, lo, hi) for b, lo, hi in spans if lo < hi]
             if not spans:
                 return
-            _, k, _, _ = layer.project(x, state)  # (B, Hkv, L, d), as the memory receives them
+            _, k, _ = self._memory_view(layer, x, state)  # (B, Hkv, L, d), as the memory receives them
             rule = layer.memory_rule()
             if self.mass[i] is None:
                 self.mass[i] = k.new_zeros(
@@ -101,13 +101,19 @@ class _NeedleProbe:
 
         return hook
 
+    @staticmethod
+    def _memory_view(layer, x, state):
+        """(q, k, v) as the layer's memory sees them: project()'s, through the memory LoRA when there is one."""
+        q, k, v, _ = layer.project(x, state)
+        return layer.memory_inputs(x, q, k, v) or (q, k, v)
+
     def shares(self, state) -> list[float | None]:
         """Per row: max over layers and heads of the needle's share of the read at the prompt's last token."""
         best = [None] * len(self.needles)
         for i, layer in enumerate(self.layers):
             if self.mass[i] is None:
                 continue
-            q, _, _, _ = layer.project(*self.last_call[i])
+            q, _, _ = self._memory_view(layer, *self.last_call[i])
             share = layer.memory_rule().read_share(q[:, :, -1], self.mass[i], state.layers[i].z)  # (B, H)
             for b, value in enumerate(share.max(dim=1).values.tolist()):
                 best[b] = value if best[b] is None else max(best[b], value)

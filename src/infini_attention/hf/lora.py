@@ -1,6 +1,7 @@
 """LoRA on a converted model's attention projections, and the adapter files that carry what a fine-tune changed.
 
     add_lora(model, rank=32, alpha=32)       # q/k/v/o of every converted layer: base(x) + (alpha / rank) B(A(x))
+    add_memory_lora(model, rank=32)          # or: deltas on the memory path's q/k/v only (modules/memory_lora.py)
     save_adapter(model, folder, meta)        # the trainable tensors only (LoRA, gates, feature maps) + adapter.json
     load_adapter(model, folder)              # adds LoRA as adapter.json says, then loads the tensors
 
@@ -85,6 +86,25 @@ def add_lora(model, rank: int, alpha: float, targets: tuple[str, ...] = PROJECTI
     return model
 
 
+def add_memory_lora(model, rank: int, alpha: float | None = None):
+    """Give every converted layer's memory path its own LoRA on q/k/v (InfiniAttention.add_memory_lora): the local
+    attention keeps the original projections, so one-segment inputs stay the original model's (in place)."""
+    modules = attention_modules(model)
+    if not modules:
+        raise TypeError("add_memory_lora: no converted Infini-attention layer in this model (convert it first)")
+    for attn in modules:
+        attn.add_memory_lora(rank, alpha)
+    return model
+
+
+def memory_lora_settings(model) -> dict | None:
+    """{"rank", "alpha"} of the model's memory LoRA, or None when it has none."""
+    for attn in attention_modules(model):
+        if attn.memory_lora is not None:
+            return {"rank": attn.memory_lora.rank, "alpha": attn.memory_lora.alpha}
+    return None
+
+
 def lora_settings(model) -> dict | None:
     """{"rank", "alpha", "targets"} of the model's LoRA, or None when it has none."""
     for attn in attention_modules(model):
@@ -107,6 +127,8 @@ def save_adapter(model, folder: str | Path, meta: dict | None = None) -> None:
     save_file(tensors, str(folder / f"{ADAPTER_FILE}.tmp"))
     (folder / f"{ADAPTER_FILE}.tmp").replace(folder / ADAPTER_FILE)
     info = {**(meta or {}), "lora": lora_settings(model), "parameters": sum(t.numel() for t in tensors.values())}
+    if memory_lora_settings(model) is not None:  # (older adapters have no such key)
+        info["memory_lora"] = memory_lora_settings(model)
     (folder / f"{META_FILE}.tmp").write_text(json.dumps(info, indent=1) + "\n")
     (folder / f"{META_FILE}.tmp").replace(folder / META_FILE)
 
@@ -120,13 +142,16 @@ def read_adapter_meta(folder: str | Path) -> dict:
 
 @torch.no_grad()
 def load_adapter(model, folder: str | Path):
-    """Add LoRA as `folder/adapter.json` says (unless the model has it already) and load every tensor of
+    """Add LoRA and memory LoRA as `folder/adapter.json` says (unless the model has them) and load every tensor of
     `folder/adapter.safetensors` into the model; a tensor the model lacks, or of another shape, is an error."""
     folder = Path(folder)
     meta = read_adapter_meta(folder)
     lora = meta.get("lora")
     if lora and lora_settings(model) is None:
         add_lora(model, lora["rank"], lora["alpha"], tuple(lora["targets"]))
+    memory_lora = meta.get("memory_lora")
+    if memory_lora and memory_lora_settings(model) is None:
+        add_memory_lora(model, memory_lora["rank"], memory_lora["alpha"])
     weights = load_file(str(folder / ADAPTER_FILE))
     params = dict(getattr(model, "hf", model).named_parameters())
     for name, tensor in weights.items():
@@ -143,9 +168,11 @@ __all__ = [
     "PROJECTIONS",
     "LoRALinear",
     "add_lora",
+    "add_memory_lora",
     "attention_modules",
     "load_adapter",
     "lora_settings",
+    "memory_lora_settings",
     "merged_weight",
     "read_adapter_meta",
     "save_adapter",

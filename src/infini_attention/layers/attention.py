@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from infini_attention.modules import FEATURE_MAP_MODULES, TokenShift, feature_map_module, tag
+from infini_attention.modules import FEATURE_MAP_MODULES, MemoryLoRA, TokenShift, feature_map_module, tag
 from infini_attention.ops.infini import RULES, empty_state, infini_attention, make_rule
 from infini_attention.ops.infini.sparse_cache import BLOCK as SPARSE_BLOCK
 from infini_attention.ops.infini.sparse_cache import check_sizes as sparse_sizes
@@ -164,6 +164,8 @@ class InfiniAttention(_Attention):
     key_shift / query_shift: previous-token taps on the memory's keys / queries (modules/token_shift.py).
     sparse_cache: C > 0 keeps up to C past tokens per key/value head exactly, the most novel blocks of 16, for
     the local attention to see (ops/infini/sparse_cache.py; no parameters, part of the state).
+    memory_lora: r > 0 gives the memory path low-rank deltas of its own on q, k and v (modules/memory_lora.py;
+    the local attention keeps the layer's projections); `add_memory_lora` adds them to a built layer.
     Every variant is off by default and starts as the paper's layer.
     """
 
@@ -177,6 +179,7 @@ class InfiniAttention(_Attention):
         sharpness: bool = False,
         feature_map: str | None = None,
         sparse_cache: int = 0,
+        memory_lora: int = 0,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -203,7 +206,22 @@ class InfiniAttention(_Attention):
             self.shift_proj = TokenShift(self.hidden_size, hkv, d, self.key_shift, device=device, dtype=dtype)
         if self.query_shift:
             self.query_shift_proj = TokenShift(self.hidden_size, h, d, self.query_shift, device=device, dtype=dtype)
+        self.memory_lora = None
+        if memory_lora:
+            self.add_memory_lora(memory_lora)
         self._register_load_state_dict_pre_hook(_rename_old_keys)
+
+    def add_memory_lora(self, rank: int, alpha: float | None = None) -> MemoryLoRA:
+        """Give the memory path its own low-rank deltas on q, k, v (modules/memory_lora.py); B = 0, so the
+        layer computes what it did before. Returns the new module."""
+        if self.memory_lora is not None:
+            raise ValueError("this layer already has a memory LoRA")
+        if self.sparse_cache:
+            raise ValueError("memory LoRA and sparse_cache do not combine (the cache keeps the local keys)")
+        device, dtype = self.q_proj.weight.device, self.q_proj.weight.dtype
+        h, hkv, d = self.num_heads, self.num_key_value_heads, self.head_dim
+        self.memory_lora = MemoryLoRA(self.hidden_size, h, hkv, d, rank, alpha, device=device, dtype=dtype)
+        return self.memory_lora
 
     def project(self, x: torch.Tensor, state: InfiniState | None) -> tuple[torch.Tensor, ...]:
         """(q (B, H, L, d), k (B, Hkv, L, d), v, state): the projections the op receives, token shifts
@@ -211,7 +229,8 @@ class InfiniAttention(_Attention):
         call it too."""
         q, k, v = self._project(x)
         if state is None:
-            state = empty_state(q, k, v, memory=True, sparse_cache=self.sparse_cache)
+            memory_inputs = self.memory_lora is not None
+            state = empty_state(q, k, v, memory=True, sparse_cache=self.sparse_cache, memory_inputs=memory_inputs)
         if self.key_shift:
             k, pending = self.shift_proj.shift(x, k, state.shift)
             state = dataclasses.replace(state, shift=pending)
@@ -234,8 +253,14 @@ class InfiniAttention(_Attention):
             rope=self._segment_rope(x.device),
             state=state,
             sparse_cache=self.sparse_cache,
+            memory_inputs=self.memory_inputs(x, q, k, v),
         )
         return self._merge(out), state
+
+    def memory_inputs(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        """What the memory reads with and writes, from project()'s q, k, v: the memory LoRA's (q, k, v), or
+        None when the memory uses q, k, v themselves (the paper)."""
+        return None if self.memory_lora is None else self.memory_lora(x, q, k, v)
 
     def call_inputs(self, args: tuple, kwargs: dict) -> tuple[torch.Tensor, InfiniState | None]:
         """(x, state) that a call of this layer with these arguments reads (for forward pre-hooks)."""

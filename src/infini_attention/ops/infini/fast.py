@@ -21,10 +21,16 @@ from infini_attention.state import InfiniState, KVState
 
 
 def empty_state(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, memory: bool, sparse_cache: int = 0
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    memory: bool,
+    sparse_cache: int = 0,
+    memory_inputs: bool = False,
 ) -> InfiniState | KVState:
     """A fresh state for inputs shaped like k and v: no pending tokens and, if `memory`, M = 0 and z = 0
-    (and an empty sparse cache if `sparse_cache` > 0: the variant of sparse_cache.py)."""
+    (and an empty sparse cache if `sparse_cache` > 0: the variant of sparse_cache.py; empty pending
+    memory keys and values if `memory_inputs`: the memory path has inputs of its own)."""
     batch, kv_heads, _, dk = k.shape
     dv = v.shape[-1]
     window_k, window_v = k.new_zeros(batch, kv_heads, 0, dk), v.new_zeros(batch, kv_heads, 0, dv)
@@ -32,10 +38,12 @@ def empty_state(
         return KVState(window_k, window_v)
     M = torch.zeros(batch, kv_heads, dk, dv, dtype=torch.float32, device=k.device)
     z = torch.zeros(batch, kv_heads, dk, dtype=torch.float32, device=k.device)
+    parts = {}
     if sparse_cache:
-        cache = dict(cache_k=window_k.clone(), cache_v=window_v.clone())
-        return InfiniState(M, z, window_k, window_v, **cache)
-    return InfiniState(M, z, window_k, window_v)
+        parts.update(cache_k=window_k.clone(), cache_v=window_v.clone())
+    if memory_inputs:
+        parts.update(mem_k=window_k.clone(), mem_v=window_v.clone())
+    return InfiniState(M, z, window_k, window_v, **parts)
 
 
 def infini_attention(
@@ -54,6 +62,7 @@ def infini_attention(
     feature_map=None,
     sparse_cache: int = 0,
     sparse_block: int = sparse.BLOCK,
+    memory_inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, InfiniState | KVState]:
     """Infini-attention over q (B, H, L, dk), k (B, Hkv, L, dk), v (B, Hkv, L, dv); any L >= 1.
 
@@ -69,6 +78,9 @@ def infini_attention(
     sparse_cache: C > 0 keeps up to C past tokens per key/value head exactly, the most novel blocks
     (sparse_cache.py), and the local attention sees them (a variant, not the paper's: sparse_cache.py); 0: the paper.
     sparse_block: tokens per block of its selection (sparse_cache and segment_len must be multiples of it).
+    memory_inputs: (q, k, v) shaped like q, k, v that the memory reads with and writes (a variant, not the
+    paper's: the memory path's own projections, modules/memory_lora.py), while the local attention uses
+    q, k, v; None: the memory reads q and writes k, v (the paper).
     Returns the output (B, H, L, dv) in q's dtype and the new state (M and z in float32).
     """
     memory = None if beta is None else rule_from_options(rule, eps, write_gate, feature_scale, feature_map)
@@ -76,23 +88,50 @@ def infini_attention(
         raise ValueError(f"sparse_cache must be >= 0 and needs a memory (beta), got {sparse_cache}")
     if sparse_cache:
         sparse.check_sizes(sparse_cache, segment_len, sparse_block)
+    if memory_inputs is not None:
+        _check_memory_inputs(memory_inputs, q, k, v, beta, sparse_cache)
     if state is None:
-        state = empty_state(q, k, v, memory=beta is not None, sparse_cache=sparse_cache)
+        state = empty_state(
+            q, k, v, memory=beta is not None, sparse_cache=sparse_cache, memory_inputs=memory_inputs is not None
+        )
     if beta is not None and (state.cache_k is not None) != bool(sparse_cache):
         held = "holds a" if state.cache_k is not None else "has no"
         raise ValueError(f"the state {held} sparse cache, but sparse_cache={sparse_cache}")
+    if beta is not None and (state.mem_k is not None) != (memory_inputs is not None):
+        held = "holds" if state.mem_k is not None else "has no"
+        given = "given" if memory_inputs is not None else "None"
+        raise ValueError(f"the state {held} pending memory keys (mem_k), but memory_inputs is {given}")
 
-    def attend_piece(q, k, v, state):
-        return _attend_piece(q, k, v, beta, state, segment_len, rope, memory, (sparse_cache, sparse_block))
+    def attend_piece(q, k, v, state, mem=None):
+        return _attend_piece(q, k, v, beta, state, segment_len, rope, memory, (sparse_cache, sparse_block), mem)
 
-    return map_segment_pieces(q, k, v, state, segment_len, attend_piece)
+    return map_segment_pieces(q, k, v, state, segment_len, attend_piece, extra=memory_inputs or ())
 
 
-def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None, sparse_cache=(0, 1)):
-    """Tokens p..p+m-1 of one segment, where the state holds the segment's first p tokens."""
+def _check_memory_inputs(memory_inputs, q, k, v, beta, sparse_cache):
+    if beta is None:
+        raise ValueError("memory_inputs need a memory (beta)")
+    if sparse_cache:
+        raise ValueError("memory_inputs and sparse_cache do not combine (the cache keeps the local keys)")
+    if len(memory_inputs) != 3:
+        raise ValueError(f"memory_inputs must be (q, k, v), got {len(memory_inputs)} tensors")
+    for name, mine, local in zip("qkv", memory_inputs, (q, k, v)):
+        if mine.shape != local.shape:
+            raise ValueError(f"memory_inputs' {name} has shape {tuple(mine.shape)}, {name} has {tuple(local.shape)}")
+
+
+def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None, sparse_cache=(0, 1), mem=None):
+    """Tokens p..p+m-1 of one segment, where the state holds the segment's first p tokens.
+    mem: the memory's own (q, k, v) of these tokens, or None (the memory reads q and writes k, v)."""
     p, m = state.k.shape[2], q.shape[2]
     keys = torch.cat([state.k, k], dim=2) if p else k  # (B, Hkv, p+m, dk), un-rotated
     values = torch.cat([state.v, v], dim=2) if p else v
+    if mem is None:
+        mem_q, mem_keys, mem_values = q, keys, values
+    else:
+        mem_q = mem[0]
+        mem_keys = torch.cat([state.mem_k, mem[1]], dim=2) if p else mem[1]
+        mem_values = torch.cat([state.mem_v, mem[2]], dim=2) if p else mem[2]
     cache_size, block = sparse_cache
     cached = (state.cache_k, state.cache_v) if cache_size else None
     a_dot = _local_attention(q, keys, values, rope, cached)
@@ -102,9 +141,9 @@ def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None, 
     else:
         gate = torch.sigmoid(beta.float())[None, :, None, None]  # eq 10, (1, H, 1, 1)
         if memory.reads_own_segment:  # a variant (causal.py): the read also sees this segment so far
-            a_mem = memory.read_segment(q, keys, values, state.M, state.z)
+            a_mem = memory.read_segment(mem_q, mem_keys, mem_values, state.M, state.z)
         else:
-            a_mem = memory.read(q, state.M, state.z)  # eq 7, from M_{s-1}: before this segment's write
+            a_mem = memory.read(mem_q, state.M, state.z)  # eq 7, from M_{s-1}: before this segment's write
             # An empty memory (nothing written yet: the first segment) has nothing to say: its gate
             # share goes to the local attention instead of scaling the output down.
             group = q.shape[1] // state.z.shape[1]
@@ -113,10 +152,11 @@ def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None, 
         # lerp = a_dot + gate * (a_mem - a_dot) in one pass instead of three, in the compute dtype
         out = torch.lerp(a_dot, a_mem.to(a_dot.dtype), gate.to(a_dot.dtype))
 
+    pending = {} if mem is None else {"mem_k": mem_keys, "mem_v": mem_values}
     if p + m < segment_len:  # the segment is unfinished: keep its keys and values for later
         if memory is None:
             return out, KVState(keys, values)
-        return out, dataclasses.replace(state, k=keys, v=values)
+        return out, dataclasses.replace(state, k=keys, v=values, **pending)
     # new empty tensors, not keys[:, :, :0]: a view would keep the whole call's projections alive
     # in the state until the next call
     empty_k = keys.new_empty(*keys.shape[:2], 0, keys.shape[3])
@@ -126,10 +166,13 @@ def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None, 
     if cache_size:  # the variant of sparse_cache.py: the most novel blocks stay cached, the rest is written
         cache_k, cache_v, keys, values = sparse.select(cache_size, state.cache_k, state.cache_v, keys, values, block)
         state = dataclasses.replace(state, cache_k=cache_k, cache_v=cache_v)
+        mem_keys, mem_values = keys, values  # (no memory_inputs with a cache: checked above)
         if not keys.shape[2]:  # the cache took every token (it is still filling up): nothing to write
             return out, dataclasses.replace(state, k=empty_k, v=empty_v)
-    M, z = memory.write(state.M, state.z, keys, values)  # eqs 8-9, or the rule's own
-    return out, dataclasses.replace(state, M=M, z=z, k=empty_k, v=empty_v)
+    M, z = memory.write(state.M, state.z, mem_keys, mem_values)  # eqs 8-9, or the rule's own
+    if mem is not None:
+        pending = {"mem_k": empty_k, "mem_v": empty_v}
+    return out, dataclasses.replace(state, M=M, z=z, k=empty_k, v=empty_v, **pending)
 
 
 def _local_attention(q, keys, values, rope, cached=None):

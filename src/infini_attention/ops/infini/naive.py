@@ -34,6 +34,7 @@ def infini_attention_naive(
     sparse_cache: int = 0,
     sparse_block: int = sparse.BLOCK,
     initial_cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+    memory_inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """Infini-attention over a sequence that starts on a segment boundary.
 
@@ -50,6 +51,8 @@ def infini_attention_naive(
     sparse_cache: C > 0 for the sparse-cache variant (sparse_cache.py): up to C past tokens per key/value
     head kept exactly and attended to at RoPE position 0, chosen in blocks of sparse_block tokens;
     initial_cache: its (keys, values) to start from.
+    memory_inputs: (q, k, v) shaped like q, k, v: what the memory reads with and writes instead of q, k, v
+    (the memory path's own projections, a variant); the local attention always uses q, k, v.
 
     Returns the output (batch, heads, length, dv) in float32 and (M, z) after the last complete
     segment, with the cache's (keys, values) after them when sparse_cache > 0; a final partial segment
@@ -58,6 +61,9 @@ def infini_attention_naive(
     """
     memory = rule_from_options(rule, eps, write_gate, feature_scale, feature_map)
     q, k, v, beta = q.float(), k.float(), v.float(), beta.float()
+    if memory_inputs is not None and sparse_cache:
+        raise ValueError("memory_inputs and sparse_cache do not combine (the cache keeps the local keys)")
+    mq, mk, mv = (t.float() for t in memory_inputs) if memory_inputs is not None else (q, k, v)
     batch, heads, length, dk = q.shape
     kv_heads, dv = k.shape[1], v.shape[-1]
     group = heads // kv_heads
@@ -101,7 +107,8 @@ def infini_attention_naive(
                 a_dot = weights @ torch.cat([cv, vs])
 
                 if memory.reads_own_segment:  # a variant (causal.py): this segment's keys up to t too
-                    a_mem = memory.reference_read_segment(qs, ks, vs, M[b][j], z[b][j], j)
+                    mqs, mks, mvs = mq[b, h, seg], mk[b, j, seg], mv[b, j, seg]
+                    a_mem = memory.reference_read_segment(mqs, mks, mvs, M[b][j], z[b][j], j)
                     g = torch.sigmoid(beta[h])
                     per_head.append(g * a_mem + (1 - g) * a_dot)
                     continue
@@ -110,7 +117,7 @@ def infini_attention_naive(
                     # Empty memory (first segment): the output is the local attention, unscaled.
                     per_head.append(a_dot)
                     continue
-                a_mem = memory.reference_read(qs, M[b][j], z[b][j], j)
+                a_mem = memory.reference_read(mq[b, h, seg], M[b][j], z[b][j], j)
                 # Eq 10: the learned gate mixes memory and local attention.
                 g = torch.sigmoid(beta[h])
                 per_head.append(g * a_mem + (1 - g) * a_dot)
@@ -121,7 +128,7 @@ def infini_attention_naive(
             break  # a partial segment is never written to the memory
         for b in range(batch):
             for j in range(kv_heads):  # eq 8 / eq 9 (or the rule's own write)
-                wk, wv = k[b, j, seg], v[b, j, seg]
+                wk, wv = mk[b, j, seg], mv[b, j, seg]
                 if sparse_cache:  # the most novel blocks stay cached, the others are written
                     cache_k[b][j], cache_v[b][j], wk, wv = sparse.reference_select(
                         sparse_cache, cache_k[b][j], cache_v[b][j], wk, wv, sparse_block

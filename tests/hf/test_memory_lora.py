@@ -1,0 +1,97 @@
+"""Memory LoRA (modules/memory_lora.py, hf/lora.py:add_memory_lora): deltas on the memory path's q/k/v only.
+
+On a converted model: a fresh one changes nothing; with deltas, the first segment is still the original
+model's exactly (nothing in memory) while later segments change; two calls carrying the state == one call;
+token-by-token decoding == the forward; the adapter files rebuild it. (The layer against its reference:
+tests/modules/test_memory_lora.py.)
+"""
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from conftest import assert_close  # noqa: E402
+from hf_tiny import TINY_LLAMA, tiny_llama  # noqa: E402
+from infini_attention.hf.lora import (  # noqa: E402
+    add_memory_lora,
+    load_adapter,
+    memory_lora_settings,
+    save_adapter,
+)
+from infini_attention.hf.training import HFTrainingModel  # noqa: E402
+from infini_attention.hf.transfer import convert_for_transfer  # noqa: E402
+
+N = 16  # segment length
+
+
+def converted(seed=0):
+    return HFTrainingModel(convert_for_transfer(tiny_llama(seed), segment_len=N, feature_map="hedgehog")).eval()
+
+
+def ids(length=4 * N + 5, seed=1):
+    return torch.randint(0, TINY_LLAMA["vocab_size"], (2, length), generator=torch.Generator().manual_seed(seed))
+
+
+def randomise(model, seed=2):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".memory_lora." in name or name.endswith(".beta"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+
+def test_fresh_memory_lora_changes_nothing_and_is_recorded():
+    model = converted()
+    x = ids()
+    with torch.no_grad():
+        before, _ = model(x)
+        add_memory_lora(model, rank=4, alpha=8)
+        after, _ = model(x)
+    assert_close(before, after, atol=0)
+    assert memory_lora_settings(model) == {"rank": 4, "alpha": 8.0}
+    with pytest.raises(ValueError, match="already has a memory LoRA"):
+        add_memory_lora(model, rank=4)
+    with pytest.raises(TypeError, match="no converted"):
+        add_memory_lora(tiny_llama(), rank=2)
+
+
+def test_memory_lora_leaves_the_first_segment_the_original_models():
+    model = converted()
+    x = ids()
+    with torch.no_grad():
+        before, _ = model(x)
+        randomise(add_memory_lora(model, rank=4))
+        after, _ = model(x)
+    assert torch.equal(before[:, :N], after[:, :N]), "one segment: nothing in memory, the deltas cannot act"
+    assert (before[:, N:] - after[:, N:]).abs().max() > 1e-3, "later segments read the memory's own inputs"
+
+
+def test_two_calls_and_token_by_token_equal_one_call_with_memory_lora():
+    model = add_memory_lora(converted(), rank=4)
+    randomise(model)
+    x = ids()
+    with torch.no_grad():
+        whole, _ = model(x)
+        first, state = model(x[:, : 2 * N + 3])
+        second, _ = model(x[:, 2 * N + 3 :], state)
+        assert_close(torch.cat([first, second], dim=1), whole, atol=1e-5)
+        state, pieces = None, []
+        for t in range(x.shape[1]):
+            out, state = model(x[:, t : t + 1], state)
+            pieces.append(out)
+    assert_close(torch.cat(pieces, dim=1), whole, atol=1e-4, what="token by token")
+
+
+def test_memory_lora_adapter_round_trip(tmp_path):
+    model = add_memory_lora(converted(), rank=4, alpha=8)
+    randomise(model)
+    for name, p in model.named_parameters():
+        p.requires_grad_(".memory_lora." in name or name.endswith(".beta"))
+    save_adapter(model, tmp_path)
+    fresh = converted()  # no memory LoRA yet: load_adapter adds it as adapter.json says
+    load_adapter(fresh, tmp_path)
+    assert memory_lora_settings(fresh) == {"rank": 4, "alpha": 8.0}
+    x = ids()
+    with torch.no_grad():
+        assert_close(fresh(x)[0], model(x)[0], atol=0)
