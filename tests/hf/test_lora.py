@@ -30,12 +30,13 @@ def ids(length=4 * N + 5, seed=1):
     return torch.randint(0, TINY_LLAMA["vocab_size"], (2, length), generator=torch.Generator().manual_seed(seed))
 
 
-def randomise_lora(model, seed=2):
+def randomise_lora(model, seed=2, part=".lora_", std=0.1):
+    """Random values for the parameters named with `part` and for the gates."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if ".lora_" in name or name.endswith(".beta"):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+            if part in name or name.endswith(".beta"):
+                p.copy_(torch.randn(p.shape, generator=g) * std)
 
 
 def test_lora_layer_matches_its_merged_weight_in_outputs_and_gradients():

@@ -11,34 +11,22 @@ import torch
 
 pytest.importorskip("transformers")
 
+from test_lora import converted, ids, randomise_lora  # noqa: E402  (the tiny converted model and inputs of LoRA's tests)
+
 from conftest import assert_close  # noqa: E402
-from hf_tiny import TINY_LLAMA, tiny_llama  # noqa: E402
+from hf_tiny import tiny_llama  # noqa: E402
 from infini_attention.hf.lora import (  # noqa: E402
     add_memory_lora,
     load_adapter,
     memory_lora_settings,
     save_adapter,
 )
-from infini_attention.hf.training import HFTrainingModel  # noqa: E402
-from infini_attention.hf.transfer import convert_for_transfer  # noqa: E402
 
-N = 16  # segment length
+N = 16  # segment length (test_lora's)
 
 
-def converted(seed=0):
-    return HFTrainingModel(convert_for_transfer(tiny_llama(seed), segment_len=N, feature_map="hedgehog")).eval()
-
-
-def ids(length=4 * N + 5, seed=1):
-    return torch.randint(0, TINY_LLAMA["vocab_size"], (2, length), generator=torch.Generator().manual_seed(seed))
-
-
-def randomise(model, seed=2):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if ".memory_lora." in name or name.endswith(".beta"):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+def randomise(model):
+    randomise_lora(model, part=".memory_lora.", std=0.3)
 
 
 def test_fresh_memory_lora_changes_nothing_and_is_recorded():
