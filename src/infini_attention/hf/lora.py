@@ -127,8 +127,9 @@ def save_adapter(model, folder: str | Path, meta: dict | None = None) -> None:
     save_file(tensors, str(folder / f"{ADAPTER_FILE}.tmp"))
     (folder / f"{ADAPTER_FILE}.tmp").replace(folder / ADAPTER_FILE)
     info = {**(meta or {}), "lora": lora_settings(model), "parameters": sum(t.numel() for t in tensors.values())}
-    if memory_lora_settings(model) is not None:  # (older adapters have no such key)
-        info["memory_lora"] = memory_lora_settings(model)
+    memory_lora = memory_lora_settings(model)
+    if memory_lora is not None:  # (older adapters have no such key)
+        info["memory_lora"] = memory_lora
     (folder / f"{META_FILE}.tmp").write_text(json.dumps(info, indent=1) + "\n")
     (folder / f"{META_FILE}.tmp").replace(folder / META_FILE)
 

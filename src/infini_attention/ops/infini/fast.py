@@ -152,10 +152,10 @@ def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None, 
         # lerp = a_dot + gate * (a_mem - a_dot) in one pass instead of three, in the compute dtype
         out = torch.lerp(a_dot, a_mem.to(a_dot.dtype), gate.to(a_dot.dtype))
 
-    pending = {} if mem is None else {"mem_k": mem_keys, "mem_v": mem_values}
     if p + m < segment_len:  # the segment is unfinished: keep its keys and values for later
         if memory is None:
             return out, KVState(keys, values)
+        pending = {} if mem is None else {"mem_k": mem_keys, "mem_v": mem_values}
         return out, dataclasses.replace(state, k=keys, v=values, **pending)
     # new empty tensors, not keys[:, :, :0]: a view would keep the whole call's projections alive
     # in the state until the next call
@@ -170,9 +170,8 @@ def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None, 
         if not keys.shape[2]:  # the cache took every token (it is still filling up): nothing to write
             return out, dataclasses.replace(state, k=empty_k, v=empty_v)
     M, z = memory.write(state.M, state.z, mem_keys, mem_values)  # eqs 8-9, or the rule's own
-    if mem is not None:
-        pending = {"mem_k": empty_k, "mem_v": empty_v}
-    return out, dataclasses.replace(state, M=M, z=z, k=empty_k, v=empty_v, **pending)
+    emptied = {} if mem is None else {"mem_k": empty_k, "mem_v": empty_v}
+    return out, dataclasses.replace(state, M=M, z=z, k=empty_k, v=empty_v, **emptied)
 
 
 def _local_attention(q, keys, values, rope, cached=None):
