@@ -14,6 +14,8 @@ in memory (depths < 1) and in the question's segment (depth 1), with the memory-
         --haystacks runs/out/prose/train.txt --eval-haystack runs/out/prose/heldout.txt --out OUT
     python runs/smollm2_finetune.py --base paper ...             # the paper's layer (ELU+1), same recipe
     python runs/smollm2_finetune.py --eval-only --adapter OUT ...   # evaluate a saved adapter
+    python runs/smollm2_finetune.py --adapter OUT --rank 0 --lr 0 --memory-rank 32 ...   # OUT's LoRA kept as it
+        # is, a memory LoRA trained on top: any one-segment input stays OUT's model exactly
 
 --base transfer: the shipped SmolLM2 transfer artifact (gates + Hedgehog feature maps, rule delta, segment
 256); --base paper: the GGUF converted with the paper's layer (sigma = ELU+1, the same rule and segment),
@@ -54,9 +56,11 @@ def select_trainable(model) -> dict[str, list[nn.Parameter]]:
     """Freeze all but LoRA (and memory LoRA), the gates and the memory path's own parameters (feature maps):
     {group: params}."""
     gate_ids = {id(p) for p in model.gate_parameters()}
-    groups = {"lora": [], "gate": [], "feature": []}
+    groups = {"lora": [], "memory_lora": [], "gate": [], "feature": []}
     for name, p in model.named_parameters():
-        if ".lora_" in name or ".memory_lora." in name:
+        if ".memory_lora." in name:
+            groups["memory_lora"].append(p)
+        elif ".lora_" in name:
             groups["lora"].append(p)
         elif id(p) in gate_ids:
             groups["gate"].append(p)
@@ -173,7 +177,8 @@ def train(model, args, device, out: Path, step: int = 0, spent: float = 0.0) -> 
     groups = select_trainable(model)
     counts = {k: sum(p.numel() for p in v) for k, v in groups.items()}
     print(f"trainable: {counts}", flush=True)
-    lrs = {"lora": args.lr, "gate": args.gate_lr, "feature": args.feature_lr}
+    memory_lr = args.lr if args.memory_lr is None else args.memory_lr
+    lrs = {"lora": args.lr, "memory_lora": memory_lr, "gate": args.gate_lr, "feature": args.feature_lr}
     optimizer = torch.optim.AdamW(
         [{"params": v, "lr": lrs[k], "weight_decay": 0.0, "name": k} for k, v in groups.items() if v], betas=(0.9, 0.99)
     )
@@ -293,7 +298,13 @@ def main() -> None:
         help="LoRA of this rank on the memory path's q/k/v only (modules/memory_lora.py; alpha = --alpha); "
         "the local attention stays the original's. Use with --rank 0",
     )
-    p.add_argument("--lr", type=float, default=5e-4, help="LoRA")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=5e-4,
+        help="LoRA; 0 keeps a loaded adapter's LoRA as it is (it is still saved with the adapter)",
+    )
+    p.add_argument("--memory-lr", type=float, default=None, help="memory LoRA (default: --lr)")
     p.add_argument("--gate-lr", type=float, default=0.05)
     p.add_argument("--feature-lr", type=float, default=1e-3)
     p.add_argument("--warmup-steps", type=int, default=10)

@@ -4,6 +4,7 @@ the demo expects. No GGUF and no file outside the repo, except the last test (sk
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,6 +219,23 @@ def test_the_demo_runs_a_memory_adapter_on_prose(artifact, tmp_path, capsys):
     assert "Streaming with the adapter" in (out / "summary.md").read_text()
     assert cli([*args, "--adapter", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     assert "no adapter.json" in capsys.readouterr().err
+
+
+def test_the_demo_takes_a_shipped_adapter_by_name(tmp_path, monkeypatch):
+    """--adapter smollm2-memory is assets/smollm2-memory; a folder of that name here wins; an unknown name fails."""
+    from argparse import Namespace
+
+    def folder(name):
+        return demo_smollm2.adapter_folder(Namespace(adapter=name, artifact=None))
+
+    assert folder("smollm2-memory") == demo_smollm2.DEFAULT_ADAPTER
+    assert folder(None) == demo_smollm2.DEFAULT_ADAPTER and folder("none") is None
+    with pytest.raises(FileNotFoundError, match="no adapter.json"):
+        folder("no-such-adapter")
+    (tmp_path / "smollm2-memory").mkdir()
+    (tmp_path / "smollm2-memory" / "adapter.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    assert folder("smollm2-memory") == Path("smollm2-memory")
 
 
 def test_the_shipped_memory_adapter_fits_the_shipped_artifact():

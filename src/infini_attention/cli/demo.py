@@ -48,8 +48,9 @@ def add_arguments(p):
     p.add_argument(
         "--adapter",
         default=None,
-        help="smollm2: fine-tuned memory adapter folder (LoRA + gates + feature maps, hf/lora.py), run on held-out "
-        "prose beside the artifact alone (default: the shipped one when --artifact is the shipped one; none: skip)",
+        help="smollm2: fine-tuned memory adapter folder (LoRA + gates + feature maps, hf/lora.py) or a shipped one's "
+        "name (smollm2-memory), run on held-out prose beside the artifact alone (default: the shipped one when "
+        "--artifact is the shipped one; none: skip)",
     )
     p.add_argument(
         "--lengths", nargs="+", default=None, help="prompt lengths (default 4K 32K 128K 1M; smollm2: 1000 2000)"

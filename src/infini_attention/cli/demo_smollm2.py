@@ -270,12 +270,15 @@ def sparse_cache_line(model, size: int) -> str:
 
 
 def adapter_folder(args) -> Path | None:
-    """--adapter: a folder, "none", or (left out) the shipped adapter when the artifact is the shipped one."""
+    """--adapter: a folder, a shipped adapter's name (assets/<name>), "none", or (left out) the shipped adapter when
+    the artifact is the shipped one."""
     if args.adapter is None:
         return DEFAULT_ADAPTER if not args.artifact and (DEFAULT_ADAPTER / "adapter.json").is_file() else None
     if args.adapter == "none":
         return None
     folder = Path(args.adapter)
+    if not folder.exists() and "/" not in args.adapter:
+        folder = ASSETS / args.adapter
     if not (folder / "adapter.json").is_file():
         raise FileNotFoundError(f"--adapter {folder}: no adapter.json (expected a folder written by hf/lora.py)")
     return folder
