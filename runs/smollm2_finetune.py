@@ -16,6 +16,8 @@ in memory (depths < 1) and in the question's segment (depth 1), with the memory-
     python runs/smollm2_finetune.py --eval-only --adapter OUT ...   # evaluate a saved adapter
     python runs/smollm2_finetune.py --adapter OUT --rank 0 --lr 0 --memory-rank 32 ...   # OUT's LoRA kept as it
         # is, a memory LoRA trained on top: any one-segment input stays OUT's model exactly
+    python runs/smollm2_finetune.py --adapter OUT --rank 0 --lr 0 --memory-rank 32 --memory-shift 1 ...
+        # OUT's memory LoRA (same rank) continued, with taps on the token before each memory query and key
 
 --base transfer: the shipped SmolLM2 transfer artifact (gates + Hedgehog feature maps, rule delta, segment
 256); --base paper: the GGUF converted with the paper's layer (sigma = ELU+1, the same rule and segment),
@@ -299,6 +301,13 @@ def main() -> None:
         "the local attention stays the original's. Use with --rank 0",
     )
     p.add_argument(
+        "--memory-shift",
+        type=int,
+        default=0,
+        help="with --memory-rank: low-rank taps on the S tokens before the memory's queries and keys "
+        "(modules/memory_lora.py); they start at zero, so a loaded adapter without them starts as it was",
+    )
+    p.add_argument(
         "--lr",
         type=float,
         default=5e-4,
@@ -353,7 +362,7 @@ def main() -> None:
     if args.rank > 0 and not args.eval_only:
         add_lora(model, args.rank, args.alpha)
     if args.memory_rank > 0 and not args.eval_only:
-        add_memory_lora(model, args.memory_rank, args.alpha)
+        add_memory_lora(model, args.memory_rank, args.alpha, args.memory_shift)
     step, spent, done = 0, 0.0, False
     if args.resume and (out / "adapter.json").is_file():  # this run's own adapter: weights, step and time so far
         meta = json.loads((out / "adapter.json").read_text())

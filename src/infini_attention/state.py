@@ -41,6 +41,10 @@ class InfiniState:
     # unfinished segment's keys and values as the memory will receive them, shaped like k and v
     mem_k: torch.Tensor | None = None
     mem_v: torch.Tensor | None = None
+    # memory-inputs variant with shift taps only (MemoryLoRA.shift): the taps' terms owed to the next tokens'
+    # memory keys (batch, kv_heads, taps, head_dim) and memory queries (batch, heads, taps, head_dim)
+    mem_shift: torch.Tensor | None = None
+    mem_query_shift: torch.Tensor | None = None
 
     kind = "infini"
 

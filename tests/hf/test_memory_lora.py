@@ -2,6 +2,7 @@
 
 On a converted model: a fresh one changes nothing; with deltas, the first segment is still the original
 model's exactly (nothing in memory) while later segments change; two calls carrying the state == one call;
+all of it with the shift taps on the memory's queries and keys too (`shift`);
 token-by-token decoding == the forward; the adapter files rebuild it. (The layer against its reference:
 tests/modules/test_memory_lora.py.)
 """
@@ -42,21 +43,27 @@ def test_fresh_memory_lora_changes_nothing_and_is_recorded():
         add_memory_lora(model, rank=4)
     with pytest.raises(TypeError, match="no converted"):
         add_memory_lora(tiny_llama(), rank=2)
+    shifted = add_memory_lora(converted(), rank=4, shift=2)
+    with torch.no_grad():
+        assert_close(before, shifted(x)[0], atol=0)  # fresh taps start at zero too
+    assert memory_lora_settings(shifted) == {"rank": 4, "alpha": 4.0, "shift": 2}
 
 
-def test_memory_lora_leaves_the_first_segment_the_original_models():
+@pytest.mark.parametrize("shift", [0, 2])
+def test_memory_lora_leaves_the_first_segment_the_original_models(shift):
     model = converted()
     x = ids()
     with torch.no_grad():
         before, _ = model(x)
-        randomise(add_memory_lora(model, rank=4))
+        randomise(add_memory_lora(model, rank=4, shift=shift))
         after, _ = model(x)
     assert torch.equal(before[:, :N], after[:, :N]), "one segment: nothing in memory, the deltas cannot act"
     assert (before[:, N:] - after[:, N:]).abs().max() > 1e-3, "later segments read the memory's own inputs"
 
 
-def test_two_calls_and_token_by_token_equal_one_call_with_memory_lora():
-    model = add_memory_lora(converted(), rank=4)
+@pytest.mark.parametrize("shift", [0, 2])
+def test_two_calls_and_token_by_token_equal_one_call_with_memory_lora(shift):
+    model = add_memory_lora(converted(), rank=4, shift=shift)
     randomise(model)
     x = ids()
     with torch.no_grad():
@@ -71,15 +78,16 @@ def test_two_calls_and_token_by_token_equal_one_call_with_memory_lora():
     assert_close(torch.cat(pieces, dim=1), whole, atol=1e-4, what="token by token")
 
 
-def test_memory_lora_adapter_round_trip(tmp_path):
-    model = add_memory_lora(converted(), rank=4, alpha=8)
+@pytest.mark.parametrize("shift", [0, 1])
+def test_memory_lora_adapter_round_trip(tmp_path, shift):
+    model = add_memory_lora(converted(), rank=4, alpha=8, shift=shift)
     randomise(model)
     for name, p in model.named_parameters():
         p.requires_grad_(".memory_lora." in name or name.endswith(".beta"))
     save_adapter(model, tmp_path)
     fresh = converted()  # no memory LoRA yet: load_adapter adds it as adapter.json says
     load_adapter(fresh, tmp_path)
-    assert memory_lora_settings(fresh) == {"rank": 4, "alpha": 8.0}
+    assert memory_lora_settings(fresh) == {"rank": 4, "alpha": 8.0, **({"shift": shift} if shift else {})}
     x = ids()
     with torch.no_grad():
         assert_close(fresh(x)[0], model(x)[0], atol=0)

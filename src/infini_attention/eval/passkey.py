@@ -104,8 +104,8 @@ class _NeedleProbe:
     @staticmethod
     def _memory_view(layer, x, state):
         """(q, k, v) as the layer's memory sees them: project()'s, through the memory LoRA when there is one."""
-        q, k, v, _ = layer.project(x, state)
-        return layer.memory_inputs(x, q, k, v) or (q, k, v)
+        q, k, v, state = layer.project(x, state)
+        return layer.memory_inputs(x, q, k, v, state)[0] or (q, k, v)
 
     def shares(self, state) -> list[float | None]:
         """Per row: max over layers and heads of the needle's share of the read at the prompt's last token."""

@@ -86,22 +86,25 @@ def add_lora(model, rank: int, alpha: float, targets: tuple[str, ...] = PROJECTI
     return model
 
 
-def add_memory_lora(model, rank: int, alpha: float | None = None):
-    """Give every converted layer's memory path its own LoRA on q/k/v (InfiniAttention.add_memory_lora): the local
-    attention keeps the original projections, so one-segment inputs stay the original model's (in place)."""
+def add_memory_lora(model, rank: int, alpha: float | None = None, shift: int = 0):
+    """Give every converted layer's memory path its own LoRA on q/k/v (InfiniAttention.add_memory_lora), with
+    `shift` low-rank taps on the tokens before its queries and keys (0: none): the local attention keeps the
+    original projections, so one-segment inputs stay the original model's (in place)."""
     modules = attention_modules(model)
     if not modules:
         raise TypeError("add_memory_lora: no converted Infini-attention layer in this model (convert it first)")
     for attn in modules:
-        attn.add_memory_lora(rank, alpha)
+        attn.add_memory_lora(rank, alpha, shift)
     return model
 
 
 def memory_lora_settings(model) -> dict | None:
-    """{"rank", "alpha"} of the model's memory LoRA, or None when it has none."""
+    """{"rank", "alpha"} of the model's memory LoRA (and "shift", its taps, when it has any), or None when it has
+    none."""
     for attn in attention_modules(model):
-        if attn.memory_lora is not None:
-            return {"rank": attn.memory_lora.rank, "alpha": attn.memory_lora.alpha}
+        lora = attn.memory_lora
+        if lora is not None:
+            return {"rank": lora.rank, "alpha": lora.alpha, **({"shift": lora.shift} if lora.shift else {})}
     return None
 
 
@@ -152,7 +155,7 @@ def load_adapter(model, folder: str | Path):
         add_lora(model, lora["rank"], lora["alpha"], tuple(lora["targets"]))
     memory_lora = meta.get("memory_lora")
     if memory_lora and memory_lora_settings(model) is None:
-        add_memory_lora(model, memory_lora["rank"], memory_lora["alpha"])
+        add_memory_lora(model, memory_lora["rank"], memory_lora["alpha"], memory_lora.get("shift", 0))
     weights = load_file(str(folder / ADAPTER_FILE))
     params = dict(getattr(model, "hf", model).named_parameters())
     for name, tensor in weights.items():

@@ -211,16 +211,16 @@ class InfiniAttention(_Attention):
             self.add_memory_lora(memory_lora)
         self._register_load_state_dict_pre_hook(_rename_old_keys)
 
-    def add_memory_lora(self, rank: int, alpha: float | None = None) -> MemoryLoRA:
-        """Give the memory path its own low-rank deltas on q, k, v (modules/memory_lora.py); B = 0, so the
-        layer computes what it did before. Returns the new module."""
+    def add_memory_lora(self, rank: int, alpha: float | None = None, shift: int = 0) -> MemoryLoRA:
+        """Give the memory path its own low-rank deltas on q, k, v (modules/memory_lora.py), with `shift` taps on
+        the tokens before (0: none); B = 0, so the layer computes what it did before. Returns the new module."""
         if self.memory_lora is not None:
             raise ValueError("this layer already has a memory LoRA")
         if self.sparse_cache:
             raise ValueError("memory LoRA and sparse_cache do not combine (the cache keeps the local keys)")
         device, dtype = self.q_proj.weight.device, self.q_proj.weight.dtype
         h, hkv, d = self.num_heads, self.num_key_value_heads, self.head_dim
-        self.memory_lora = MemoryLoRA(self.hidden_size, h, hkv, d, rank, alpha, device=device, dtype=dtype)
+        self.memory_lora = MemoryLoRA(self.hidden_size, h, hkv, d, rank, alpha, shift, device=device, dtype=dtype)
         return self.memory_lora
 
     def project(self, x: torch.Tensor, state: InfiniState | None) -> tuple[torch.Tensor, ...]:
@@ -243,6 +243,7 @@ class InfiniAttention(_Attention):
         if state is not None:
             self.check_state(state, x.shape[0])
         q, k, v, state = self.project(x, state)
+        memory_inputs, state = self.memory_inputs(x, q, k, v, state)
         out, state = infini_attention(
             q,
             k,
@@ -253,14 +254,22 @@ class InfiniAttention(_Attention):
             rope=self._segment_rope(x.device),
             state=state,
             sparse_cache=self.sparse_cache,
-            memory_inputs=self.memory_inputs(x, q, k, v),
+            memory_inputs=memory_inputs,
         )
         return self._merge(out), state
 
-    def memory_inputs(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
-        """What the memory reads with and writes, from project()'s q, k, v: the memory LoRA's (q, k, v), or
-        None when the memory uses q, k, v themselves (the paper)."""
-        return None if self.memory_lora is None else self.memory_lora(x, q, k, v)
+    def memory_inputs(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state: InfiniState):
+        """(inputs, state): what the memory reads with and writes, from project()'s q, k, v and state: the memory
+        LoRA's (q, k, v), or None when the memory uses q, k, v themselves (the paper); the state with the memory
+        LoRA's shift terms advanced (when it has shift taps)."""
+        lora = self.memory_lora
+        if lora is None:
+            return None, state
+        q_mem, k_mem, v_mem = lora(x, q, k, v)
+        if lora.shift:
+            q_mem, k_mem, pending_q, pending_k = lora.shifted(x, q_mem, k_mem, state.mem_query_shift, state.mem_shift)
+            state = dataclasses.replace(state, mem_shift=pending_k, mem_query_shift=pending_q)
+        return (q_mem, k_mem, v_mem), state
 
     def call_inputs(self, args: tuple, kwargs: dict) -> tuple[torch.Tensor, InfiniState | None]:
         """(x, state) that a call of this layer with these arguments reads (for forward pre-hooks)."""
@@ -285,9 +294,12 @@ class InfiniAttention(_Attention):
     def check_state(self, state: InfiniState, batch: int) -> None:
         if not isinstance(state, InfiniState):
             raise TypeError(f"InfiniAttention needs an InfiniState, got {type(state).__name__}")
+        memory_taps = self.memory_lora.shift if self.memory_lora is not None else 0
         shifts = (
             ("shift", "key_shift", self.key_shift, self.num_key_value_heads),
             ("query_shift", "query_shift", self.query_shift, self.num_heads),
+            ("mem_shift", "memory LoRA shift", memory_taps, self.num_key_value_heads),
+            ("mem_query_shift", "memory LoRA shift", memory_taps, self.num_heads),
         )
         for name, flag, taps, heads in shifts:
             carried = getattr(state, name)

@@ -10,6 +10,16 @@ model's by construction. LoRA on q/k/v/o (hf/lora.py) instead changes both paths
 
 B starts at zero (the layer starts as it was), A as LoRA's (Kaiming-uniform, a = sqrt(5); a native model's
 `init_weights` draws it as its other linear weights).
+
+shift = S > 0 (opt-in; `add_shift` adds it to a built one) gives the memory's queries and keys low-rank taps on the
+S tokens before them, as token_shift.py does for a layer's own keys but on the memory path only:
+
+    q_mem_t += s sum_{j=1..S} B_{q,j} A_s x_{t-j},   k_mem_t += s sum_{j=1..S} B_{k,j} A_s x_{t-j}
+
+A memory keyed by one token cannot tell two successors of the same digit apart (in 8920999 the 9 is followed by 2
+and by 9): runs/tools/miss_kinds.py finds nearly every wrong answer of the SmolLM2 adapters there. The taps' B
+start at zero; the terms owed to the next call ride in the layer's state (InfiniState.mem_shift / mem_query_shift),
+so that two calls carrying it equal one call.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import torch
 from torch import nn
 
 from infini_attention.modules.tags import tag
+from infini_attention.modules.token_shift import add_shifted
 
 
 class MemoryLoRA(nn.Module):
@@ -33,6 +44,7 @@ class MemoryLoRA(nn.Module):
         head_dim: int,
         rank: int,
         alpha: float | None = None,
+        shift: int = 0,
         device=None,
         dtype=None,
     ):
@@ -50,6 +62,35 @@ class MemoryLoRA(nn.Module):
         for b in (self.lora_B_q, self.lora_B_k, self.lora_B_v):
             nn.init.zeros_(b.weight)
             tag(b, "weight", init="zeros")
+        self.shift = 0
+        if shift:
+            self.add_shift(shift)
+
+    def add_shift(self, taps: int) -> None:
+        """Give the memory's queries and keys low-rank taps on the `taps` tokens before them (B = 0: nothing changes
+        until they are trained)."""
+        if taps < 1:
+            raise ValueError(f"memory LoRA shift must be >= 1 tap, got {taps}")
+        if self.shift:
+            raise ValueError("this memory LoRA already has shift taps")
+        A = self.lora_A.weight
+        self.shift = int(taps)
+        self.shift_A = nn.Linear(A.shape[1], self.rank, bias=False, device=A.device, dtype=A.dtype)
+        nn.init.kaiming_uniform_(self.shift_A.weight, a=math.sqrt(5))
+        d = self.head_dim
+        self.shift_B_q = nn.Linear(self.rank, taps * self.heads * d, bias=False, device=A.device, dtype=A.dtype)
+        self.shift_B_k = nn.Linear(self.rank, taps * self.kv_heads * d, bias=False, device=A.device, dtype=A.dtype)
+        for b in (self.shift_B_q, self.shift_B_k):
+            nn.init.zeros_(b.weight)
+            tag(b, "weight", init="zeros")
+
+    def shifted(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, carried_q, carried_k):
+        """(q + the query taps' terms, k + the key taps', pending_q, pending_k): q (B, H, L, d) and k (B, Hkv, L, d)
+        as forward returns them; carried_* are the previous call's pending terms (None on the first call)."""
+        a = self.shift_A(x) * self.scale  # (B, L, r)
+        q, pending_q = add_shifted(self.shift_B_q(a), q, carried_q, self.shift)
+        k, pending_k = add_shifted(self.shift_B_k(a), k, carried_k, self.shift)
+        return q, k, pending_q, pending_k
 
     @property
     def scale(self) -> float:
@@ -70,4 +111,4 @@ class MemoryLoRA(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return f"rank={self.rank}, alpha={self.alpha}"
+        return f"rank={self.rank}, alpha={self.alpha}" + (f", shift={self.shift}" if self.shift else "")

@@ -36,13 +36,20 @@ class TokenShift(nn.Linear):
         are returned as `pending`, which the next call adds to its first tokens: two calls carrying it
         give exactly one call's result.
         """
-        batch, length, _ = x.shape
-        heads, d, taps = self.heads, self.head_dim, self.taps
-        terms = self(x).view(batch, length, taps, heads, d).permute(2, 0, 3, 1, 4)  # (taps, B, heads, L, d)
-        if carried is None:
-            total = base.new_zeros(batch, heads, length + taps, d)
-        else:
-            total = F.pad(carried.to(base.dtype), (0, 0, 0, length))
-        for j in range(1, taps + 1):
-            total = total + F.pad(terms[j - 1].to(base.dtype), (0, 0, j, taps - j))  # W_j x_t lands on t + j
-        return base + total[:, :, :length], total[:, :, length:]
+        return add_shifted(self(x), base, carried, self.taps)
+
+
+def add_shifted(terms: torch.Tensor, base: torch.Tensor, carried: torch.Tensor | None, taps: int):
+    """(base + the shifted terms, pending): terms (B, L, taps * heads * d) hold [W_1 x_t; ...; W_S x_t] per token,
+    base (B, heads, L, d); term j of token t lands on position t + j, and the ones past this call come back as
+    `pending` (B, heads, taps, d) for the next call's first tokens (`carried` is the previous call's)."""
+    batch, length, _ = terms.shape
+    heads, d = base.shape[1], base.shape[-1]
+    terms = terms.view(batch, length, taps, heads, d).permute(2, 0, 3, 1, 4)  # (taps, B, heads, L, d)
+    if carried is None:
+        total = base.new_zeros(batch, heads, length + taps, d)
+    else:
+        total = F.pad(carried.to(base.dtype), (0, 0, 0, length))
+    for j in range(1, taps + 1):
+        total = total + F.pad(terms[j - 1].to(base.dtype), (0, 0, j, taps - j))  # W_j x_t lands on t + j
+    return base + total[:, :, :length], total[:, :, length:]
