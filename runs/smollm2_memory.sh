@@ -25,9 +25,12 @@ BASE=${BASE:-transfer}
 DEVICE=${DEVICE:-cpu}
 PROSE=${PROSE:-runs/out/prose}
 OUT=${OUT:-runs/out/smollm2-memory-$BASE}
-STAGES=${STAGES:-"format short speak replay"}
+STAGES=${STAGES:-"format short speak replay memory long-replay shift doubled ship"}
 REPLAY=${REPLAY:-runs/out/replay/chat.jsonl}
+LONG_REPLAY=${LONG_REPLAY:-runs/out/replay/chat-long.jsonl}
+SHIP_TO=${SHIP_TO:-$OUT/shipped}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+mkdir -p "$OUT"
 COMMON=(--base "$BASE" --device "$DEVICE" --haystacks "$PROSE/train.txt" --eval-haystack "$PROSE/heldout.txt"
         --lr 1e-3 --print-every 5 --eval-formats passkey ruler)
 prev=""
@@ -50,7 +53,25 @@ for stage in $STAGES; do
                   --batch-size 8 --seq-len 1024 --min-len 520 --formats passkey ruler
                   --local-start 0.1 --local-end 0.1 --curriculum-steps 1 --warmup-steps 3 --save-every 5
                   --eval-lengths 2000 4000 --eval-depths 0 0.5 --eval-keys 4) ;;
-    *) echo "unknown stage $stage (format, short, medium, speak, replay)"; exit 2 ;;
+    memory|long-replay|shift|doubled)
+            [ -f "$REPLAY" ] || python runs/tools/chat_replay.py --text "$PROSE/train.txt" --count 160 --out "$REPLAY"
+            args=(--rank 0 --lr 0 --memory-rank 32 --alpha 32 --lm-weight 1.0 --replay-batch 4 --batch-size 4
+                  --seq-len 4096 --min-len 1536 --local-start 0.1 --local-end 0.1 --curriculum-steps 1
+                  --checkpointing segment --templates plain chat --formats passkey ruler ruler paraphrase
+                  --warmup-steps 3 --save-every 3 --eval-lengths 4000 --eval-depths 0 0.5 --eval-keys 4) ;;&
+    memory) args+=(--minutes 45 --memory-lr 1e-3 --feature-lr 1e-3 --gate-lr 0.05 --replay "$REPLAY" --replay-every 3
+                   --seed 42) ;;
+    long-replay|shift|doubled)
+            [ -f "$LONG_REPLAY" ] || python runs/tools/chat_replay.py --text "$PROSE/train.txt" --count 64 \
+                --min-tokens 1000 --max-tokens 3500 --new-tokens 48 --seed 43 --out "$LONG_REPLAY"
+            cat "$REPLAY" "$LONG_REPLAY" > "$OUT/replay-mixed.jsonl"
+            args+=(--replay "$OUT/replay-mixed.jsonl" --replay-every 2 --feature-lr 5e-4 --gate-lr 0.02) ;;&
+    long-replay) args+=(--minutes 30 --memory-lr 5e-4 --seed 43) ;;
+    shift)  args+=(--minutes 40 --memory-lr 1e-3 --memory-shift 1 --seed 44) ;;
+    doubled) args+=(--minutes 40 --memory-lr 1e-3 --memory-shift 1 --doubled-keys 1.0 --seed 45) ;;
+    ship)   python runs/tools/ship_adapter.py --from "$OUT/$prev" --to "$SHIP_TO"; continue ;;
+    *) echo "unknown stage $stage (format, short, medium, speak, replay, memory, long-replay, shift, doubled, ship)"
+       exit 2 ;;
   esac
   from=()
   [ -n "$prev" ] && from=(--adapter "$OUT/$prev")

