@@ -12,6 +12,27 @@ from infini_attention.ops import infini_attention_naive
 N = 16  # segment length
 
 
+def reference_op(layer, q, k, v, mem):
+    """The fp32 reference op with the memory's own inputs `mem`, merged as the layer merges its heads."""
+    rope = layer._segment_rope(q.device)
+    o, _ = infini_attention_naive(
+        q, k, v, layer.beta, segment_len=N, rule=layer.memory_rule(), rope=rope, memory_inputs=mem
+    )
+    return layer._merge(o)
+
+
+def assert_same_outputs_and_gradients(out, ref, named_params: dict):
+    """out == ref, and the gradients of a random cotangent w.r.t. each named parameter agree (and are not all zero)."""
+    assert_close(out, ref, atol=1e-5, what="output")
+    grad = torch.randn_like(out)
+    params = list(named_params.values())
+    fast = torch.autograd.grad(out, params, grad)
+    slow = torch.autograd.grad(ref, params, grad)
+    for name, f, s in zip(named_params, fast, slow):
+        assert_close(f, s, atol=1e-4, what=f"grad {name}")
+        assert s.abs().max() > 0, f"grad {name} is zero: the test would not see a wrong one"
+
+
 def test_layer_with_memory_lora_matches_the_reference_in_outputs_and_gradients():
     """The layer against the fp32 reference op fed with memory inputs computed by hand: q + B_q A_q x, ..."""
     torch.manual_seed(0)
@@ -36,20 +57,11 @@ def test_layer_with_memory_lora_matches_the_reference_in_outputs_and_gradients()
             k + heads(a_k @ lora.lora_B_k.weight.T, 2),
             v + heads(a_v @ lora.lora_B_v.weight.T, 2),
         )
-        rope = layer._segment_rope(x.device)
-        o, _ = infini_attention_naive(
-            q, k, v, layer.beta, segment_len=N, rule=layer.memory_rule(), rope=rope, memory_inputs=mem
-        )
-        return layer._merge(o)
+        return reference_op(layer, q, k, v, mem)
 
-    ref = by_hand(x)
-    assert_close(out, ref, atol=1e-5, what="output")
-    grad = torch.randn_like(out)
-    params = [x, layer.memory_lora.lora_A.weight, layer.memory_lora.lora_B_k.weight, layer.q_proj.weight]
-    fast = torch.autograd.grad(out, params, grad)
-    slow = torch.autograd.grad(ref, params, grad)
-    for name, f, s in zip(("x", "A", "B_k", "q_proj"), fast, slow):
-        assert_close(f, s, atol=1e-4, what=f"grad {name}")
+    lora = layer.memory_lora
+    params = {"x": x, "A": lora.lora_A.weight, "B_k": lora.lora_B_k.weight, "q_proj": layer.q_proj.weight}
+    assert_same_outputs_and_gradients(out, by_hand(x), params)
 
 
 def test_memory_lora_refuses_the_sparse_cache():
@@ -92,22 +104,16 @@ def test_memory_lora_shift_matches_the_reference_in_outputs_and_gradients():
             q_rows.append(q_t)
             k_rows.append(k_t)
         mem = (torch.stack(q_rows, dim=2), torch.stack(k_rows, dim=2), v_mem)
-        rope = layer._segment_rope(x.device)
-        o, _ = infini_attention_naive(
-            q, k, v, layer.beta, segment_len=N, rule=layer.memory_rule(), rope=rope, memory_inputs=mem
-        )
-        return layer._merge(o)
+        return reference_op(layer, q, k, v, mem)
 
-    ref = by_hand(x)
-    assert_close(out, ref, atol=1e-5, what="output")
-    grad = torch.randn_like(out)
     lora = layer.memory_lora
-    params = [x, lora.shift_A.weight, lora.shift_B_q.weight, lora.shift_B_k.weight]
-    fast = torch.autograd.grad(out, params, grad)
-    slow = torch.autograd.grad(ref, params, grad)
-    for name, f, s in zip(("x", "shift_A", "shift_B_q", "shift_B_k"), fast, slow):
-        assert_close(f, s, atol=1e-4, what=f"grad {name}")
-        assert s.abs().max() > 0, f"grad {name} is zero: the test would not see a wrong one"
+    params = {
+        "x": x,
+        "shift_A": lora.shift_A.weight,
+        "shift_B_q": lora.shift_B_q.weight,
+        "shift_B_k": lora.shift_B_k.weight,
+    }
+    assert_same_outputs_and_gradients(out, by_hand(x), params)
 
 
 def test_memory_lora_shift_starts_as_nothing_and_two_calls_equal_one():
