@@ -18,6 +18,8 @@ in memory (depths < 1) and in the question's segment (depth 1), with the memory-
         # is, a memory LoRA trained on top: any one-segment input stays OUT's model exactly
     python runs/smollm2_finetune.py --adapter OUT --rank 0 --lr 0 --memory-rank 32 --memory-shift 1 ...
         # OUT's memory LoRA (same rank) continued, with taps on the token before each memory query and key
+    python runs/smollm2_finetune.py ... --stretch-max 8   # filler segments written up to 8x: 4K prompts that
+        # the memory sees as up to 32K (train/stretch.py; the delta rule to first order)
 
 --base transfer: the shipped SmolLM2 transfer artifact (gates + Hedgehog feature maps, rule delta, segment
 256); --base paper: the GGUF converted with the paper's layer (sigma = ELU+1, the same rule and segment),
@@ -80,7 +82,7 @@ def memory_weight(gates: list[nn.Parameter]) -> float:
     return torch.cat([b.detach().flatten() for b in gates]).sigmoid().mean().item()
 
 
-def save(model, args, out: Path, step: int, seconds: float, done: bool = False) -> None:
+def save(model, args, out: Path, step: int, seconds: float, done: bool = False, parameters=None) -> None:
     meta = {
         "base": args.base,
         "source": args.source,
@@ -91,7 +93,7 @@ def save(model, args, out: Path, step: int, seconds: float, done: bool = False) 
         "seconds": round(seconds, 1),  # training time so far (what --resume subtracts from --minutes)
         "done": done,  # the run ended (--resume then only evaluates)
     }
-    save_adapter(model, out, meta)
+    save_adapter(model, out, meta, parameters)
 
 
 def task_for(model, args):
@@ -112,17 +114,27 @@ def task_for(model, args):
         curriculum_steps=args.curriculum_steps,
         doubled_keys=args.doubled_keys,
         aligned_lengths=args.aligned_lengths,
+        stretch_max=args.stretch_max,
+        stretch_curriculum_steps=args.stretch_curriculum_steps,
         seed=args.seed,
     )
     return PasskeyTask(cfg, model.config.segment_len)
 
 
-def loss_of(model, ids, labels, checkpointing, bf16: bool, device, lm_weight: float = 0.0):
+def loss_of(model, ids, labels, checkpointing, bf16: bool, device, lm_weight: float = 0.0, write_weights=None):
     """(loss, share of the answer tokens predicted exactly, the prompt's LM loss or None): the mean
     cross-entropy over the answer tokens, plus lm_weight x the mean next-token cross-entropy over the prompt
-    (the haystack's prose), which keeps the model a language model while its memory learns to retrieve."""
+    (the haystack's prose), which keeps the model a language model while its memory learns to retrieve.
+    write_weights (batch, segments): stretched memory writes (train/stretch.py), or None."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        hidden, _ = model(ids, output_hidden=True, gradient_checkpointing=checkpointing)
+        if write_weights is None:
+            hidden, _ = model(ids, output_hidden=True, gradient_checkpointing=checkpointing)
+        else:
+            from infini_attention.train.stretch import forward_with_write_weights
+
+            hidden, _ = forward_with_write_weights(
+                model, ids, write_weights.to(device), output_hidden=True, gradient_checkpointing=checkpointing
+            )
     mask = labels != -100
     logits = model.output_head(hidden[mask].float()).float()
     target = labels[mask]
@@ -181,8 +193,14 @@ def train(model, args, device, out: Path, step: int = 0, spent: float = 0.0) -> 
     print(f"trainable: {counts}", flush=True)
     memory_lr = args.lr if args.memory_lr is None else args.memory_lr
     lrs = {"lora": args.lr, "memory_lora": memory_lr, "gate": args.gate_lr, "feature": args.feature_lr}
+    adapter = [p for v in groups.values() for p in v]  # what is saved, the frozen groups' as they are included
+    for k, v in groups.items():
+        if lrs[k] == 0:  # kept as loaded: frozen, so that no weight gradient of it is computed
+            for p in v:
+                p.requires_grad_(False)
     optimizer = torch.optim.AdamW(
-        [{"params": v, "lr": lrs[k], "weight_decay": 0.0, "name": k} for k, v in groups.items() if v], betas=(0.9, 0.99)
+        [{"params": v, "lr": lrs[k], "weight_decay": 0.0, "name": k} for k, v in groups.items() if v and lrs[k]],
+        betas=(0.9, 0.99),
     )
     task = task_for(model, args)
     replay = read_replay(args.replay) if args.replay else None
@@ -202,15 +220,19 @@ def train(model, args, device, out: Path, step: int = 0, spent: float = 0.0) -> 
         for g in optimizer.param_groups:
             g["lr"] = lrs[g["name"]] * factor
         replaying = replay is not None and step % args.replay_every == args.replay_every - 1
+        stretch = None  # the largest write weight of a stretched batch
         try:
             if replaying:
                 loss, acc, lm, read = replay_step(model, replay, step, args, checkpointing, device)
             else:
                 batch = task.batch(step)
                 ids, labels = batch.ids.to(device), batch.labels.to(device)
-                loss, acc, lm = loss_of(model, ids, labels, checkpointing, args.bf16, device, args.lm_weight)
+                loss, acc, lm = loss_of(
+                    model, ids, labels, checkpointing, args.bf16, device, args.lm_weight, batch.write_weights
+                )
                 loss.backward()
                 read = ids.numel()
+                stretch = None if batch.write_weights is None else round(batch.write_weights.max().item(), 2)
         except torch.OutOfMemoryError:
             if checkpointing == "layer":
                 raise
@@ -219,7 +241,7 @@ def train(model, args, device, out: Path, step: int = 0, spent: float = 0.0) -> 
             print(f"out of memory at step {step}: gradient checkpointing {checkpointing!r} from now on", flush=True)
             torch.cuda.empty_cache()
             continue
-        norm = torch.nn.utils.clip_grad_norm_([p for v in groups.values() for p in v], 1.0).item()
+        norm = torch.nn.utils.clip_grad_norm_([p for p in adapter if p.requires_grad], 1.0).item()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -238,6 +260,8 @@ def train(model, args, device, out: Path, step: int = 0, spent: float = 0.0) -> 
             "checkpointing": checkpointing,
             "memory_weight": round(memory_weight(groups["gate"]), 4),
         }
+        if stretch is not None:
+            record["write_weight_max"] = stretch
         if device.type == "cuda":
             record["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
         log.write(json.dumps(record) + "\n")
@@ -245,8 +269,8 @@ def train(model, args, device, out: Path, step: int = 0, spent: float = 0.0) -> 
         if step % args.print_every == 0 or step == 1:
             print(json.dumps(record), flush=True)
         if step % args.save_every == 0:
-            save(model, args, out, step, spent + time.perf_counter() - started)
-    save(model, args, out, step, spent + time.perf_counter() - started, done=True)
+            save(model, args, out, step, spent + time.perf_counter() - started, parameters=adapter)
+    save(model, args, out, step, spent + time.perf_counter() - started, done=True, parameters=adapter)
     print(f"trained {step} steps in {time.perf_counter() - started:.0f} s ({tokens} tokens)", flush=True)
     model.eval()
 
@@ -334,6 +358,16 @@ def main() -> None:
     p.add_argument("--curriculum-steps", type=int, default=100)
     p.add_argument("--doubled-keys", type=float, default=0.3)
     p.add_argument("--aligned-lengths", type=float, default=0.2)
+    p.add_argument(
+        "--stretch-max",
+        type=float,
+        default=1.0,
+        help="stretched memory writes (train/stretch.py): each needle prompt's filler-only segments are written "
+        "with one weight drawn log-uniformly from [1, this], as if its haystack were that many times longer; 1 = off",
+    )
+    p.add_argument(
+        "--stretch-curriculum-steps", type=int, default=0, help="grow --stretch-max's limit from 1 over k steps"
+    )
     p.add_argument("--checkpointing", choices=("segment", "layer"), default=None, help="default: none (until OOM)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=20)

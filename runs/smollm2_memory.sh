@@ -18,6 +18,10 @@
 #   replay: from speak: every third step replays the original model's own answers to chat prompts over long passages
 #           (runs/tools/chat_replay.py, made once: ~14 min on one thread), so that long prompts are not all answered
 #           with digits; lr 3e-4, 30 min (E35: shipped as assets/smollm2-memory, runs/tools/ship_adapter.py)
+#   memory, long-replay, shift, doubled: E35's LoRA frozen, a memory LoRA on 1.5-4K-token prompts (E42-E45, sessions 12-14)
+#   stretch: stretched memory writes (train/stretch.py): each prompt's filler-only segments written with one weight drawn
+#           log-uniformly from [1, 16], so the memory sees up to ~64K tokens' dilution, 40 min (E46, session 15)
+#   stretch32: the same up to 32x, 35 min (E47: shipped as assets/smollm2-memory)
 # Needs the prose of runs/tools/build_prose.py in $PROSE (train.txt for training, heldout.txt for the evaluations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +29,7 @@ BASE=${BASE:-transfer}
 DEVICE=${DEVICE:-cpu}
 PROSE=${PROSE:-runs/out/prose}
 OUT=${OUT:-runs/out/smollm2-memory-$BASE}
-STAGES=${STAGES:-"format short speak replay memory long-replay shift doubled ship"}
+STAGES=${STAGES:-"format short speak replay memory long-replay shift doubled stretch stretch32 ship"}
 REPLAY=${REPLAY:-runs/out/replay/chat.jsonl}
 LONG_REPLAY=${LONG_REPLAY:-runs/out/replay/chat-long.jsonl}
 SHIP_TO=${SHIP_TO:-$OUT/shipped}
@@ -53,7 +57,7 @@ for stage in $STAGES; do
                   --batch-size 8 --seq-len 1024 --min-len 520 --formats passkey ruler
                   --local-start 0.1 --local-end 0.1 --curriculum-steps 1 --warmup-steps 3 --save-every 5
                   --eval-lengths 2000 4000 --eval-depths 0 0.5 --eval-keys 4) ;;
-    memory|long-replay|shift|doubled)
+    memory|long-replay|shift|doubled|stretch|stretch32)
             [ -f "$REPLAY" ] || python runs/tools/chat_replay.py --text "$PROSE/train.txt" --count 160 --out "$REPLAY"
             args=(--rank 0 --lr 0 --memory-rank 32 --alpha 32 --lm-weight 1.0 --replay-batch 4 --batch-size 4
                   --seq-len 4096 --min-len 1536 --local-start 0.1 --local-end 0.1 --curriculum-steps 1
@@ -61,7 +65,7 @@ for stage in $STAGES; do
                   --warmup-steps 3 --save-every 3 --eval-lengths 4000 --eval-depths 0 0.5 --eval-keys 4) ;;&
     memory) args+=(--minutes 45 --memory-lr 1e-3 --feature-lr 1e-3 --gate-lr 0.05 --replay "$REPLAY" --replay-every 3
                    --seed 42) ;;
-    long-replay|shift|doubled)
+    long-replay|shift|doubled|stretch|stretch32)
             [ -f "$LONG_REPLAY" ] || python runs/tools/chat_replay.py --text "$PROSE/train.txt" --count 64 \
                 --min-tokens 1000 --max-tokens 3500 --new-tokens 48 --seed 43 --out "$LONG_REPLAY"
             cat "$REPLAY" "$LONG_REPLAY" > "$OUT/replay-mixed.jsonl"
@@ -69,8 +73,11 @@ for stage in $STAGES; do
     long-replay) args+=(--minutes 30 --memory-lr 5e-4 --seed 43) ;;
     shift)  args+=(--minutes 40 --memory-lr 1e-3 --memory-shift 1 --seed 44) ;;
     doubled) args+=(--minutes 40 --memory-lr 1e-3 --memory-shift 1 --doubled-keys 1.0 --seed 45) ;;
+    stretch) args+=(--minutes 40 --memory-lr 1e-3 --memory-shift 1 --doubled-keys 1.0 --stretch-max 16
+                    --stretch-curriculum-steps 10 --seed 46) ;;
+    stretch32) args+=(--minutes 35 --memory-lr 1e-3 --memory-shift 1 --doubled-keys 1.0 --stretch-max 32 --seed 47) ;;
     ship)   python runs/tools/ship_adapter.py --from "$OUT/$prev" --to "$SHIP_TO"; continue ;;
-    *) echo "unknown stage $stage (format, short, medium, speak, replay, memory, long-replay, shift, doubled, ship)"
+    *) echo "unknown stage $stage (format, short, medium, speak, replay, memory, long-replay, shift, doubled, stretch, stretch32, ship)"
        exit 2 ;;
   esac
   from=()

@@ -14,6 +14,7 @@ from infini_attention.hf.lora import (  # noqa: E402
     load_adapter,
     lora_settings,
     merged_weight,
+    read_adapter_meta,
     save_adapter,
 )
 from infini_attention.hf.training import HFTrainingModel  # noqa: E402
@@ -92,6 +93,25 @@ def test_adapter_round_trip_rebuilds_the_model(tmp_path):
         p.requires_grad_(".lora_" in name or name.endswith(".beta") or ".feature_map." in name)
     save_adapter(model, tmp_path, meta={"note": "test"})
     fresh = converted()  # no LoRA yet: load_adapter adds it as adapter.json says
+    load_adapter(fresh, tmp_path)
+    x = ids()
+    with torch.no_grad():
+        assert_close(fresh(x)[0], model(x)[0], atol=0)
+
+
+def test_adapter_saves_the_parameters_given_frozen_or_not(tmp_path):
+    """save_adapter(parameters=...): a trainer that freezes a group it keeps as loaded (smollm2_finetune.py --lr 0)
+    still saves it, and the files rebuild the model."""
+    model = add_lora(converted(), rank=4, alpha=8)
+    randomise_lora(model)
+    adapter = [p for name, p in model.named_parameters() if ".lora_" in name or name.endswith(".beta")]
+    for p in model.parameters():
+        p.requires_grad_(False)  # nothing requires grad: by default there would be nothing to save
+    with pytest.raises(ValueError, match="nothing to save"):
+        save_adapter(model, tmp_path / "none")
+    save_adapter(model, tmp_path, parameters=adapter)
+    assert read_adapter_meta(tmp_path)["parameters"] == sum(p.numel() for p in adapter)
+    fresh = converted()
     load_adapter(fresh, tmp_path)
     x = ids()
     with torch.no_grad():

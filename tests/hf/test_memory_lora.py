@@ -91,3 +91,25 @@ def test_memory_lora_adapter_round_trip(tmp_path, shift):
     x = ids()
     with torch.no_grad():
         assert_close(fresh(x)[0], model(x)[0], atol=0)
+
+
+def test_stretched_writes_on_the_converted_model():
+    """train/stretch.py on a converted model (delta rule, Hedgehog maps, memory LoRA with taps), as
+    runs/smollm2_finetune.py --stretch-max uses it: weights of 1 are the ordinary forward; a weight on one
+    segment leaves the segments up to it as they were and changes what the later ones read."""
+    from infini_attention.train.stretch import forward_with_write_weights
+
+    model = converted()
+    randomise(add_memory_lora(model, rank=4, shift=1))
+    x = ids()
+    segments = -(-x.shape[1] // N)
+    assert model.config.rule == "delta" and segments >= 3
+    with torch.no_grad():
+        expected, _ = model(x, output_hidden=True)
+        ones, _ = forward_with_write_weights(model, x, torch.ones(x.shape[0], segments), output_hidden=True)
+        weights = torch.ones(x.shape[0], segments)
+        weights[:, 1] = 8.0
+        stretched, _ = forward_with_write_weights(model, x, weights, output_hidden=True)
+    assert_close(ones, expected, atol=1e-5, rtol=1e-5)
+    assert_close(stretched[:, : 2 * N], expected[:, : 2 * N], atol=1e-5, rtol=1e-5)
+    assert (stretched[:, 2 * N :] - expected[:, 2 * N :]).abs().max() > 1e-3

@@ -59,10 +59,44 @@ def test_a_weight_of_three_is_the_segment_read_three_times(sharpness):
         assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4), name
 
 
+def test_delta_rule_weights_of_one_are_the_ordinary_forward():
+    m = model(num_layers=2, rule="delta")
+    ids = torch.randint(0, 256, (2, 4 * SEG + 5))
+    expected, state = m(ids)
+    got, got_state = forward_with_write_weights(m, ids, torch.ones(2, 5))
+    assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    for a, b in zip(got_state.layers, state.layers):
+        assert_close(a.M, b.M, atol=1e-5, rtol=1e-5)
+
+
+def test_delta_rule_weight_is_copies_to_first_order():
+    """Under eq 9 a weight-4 write misses four copies of the segment by a share of the increment that falls as the
+    memory fills (the read each copy moves is divided by a growing z): ~1/(segments written)."""
+    m = model(num_layers=1, rule="delta")
+    torch.manual_seed(1)
+    errors = {}
+    for n in (4, 16, 64):
+        prefix, b, c = (
+            torch.randint(0, 256, (2, n * SEG)),
+            torch.randint(0, 256, (2, SEG)),
+            torch.randint(0, 256, (2, SEG)),
+        )
+        _, stretched = forward_with_write_weights(
+            m, torch.cat([prefix, b, c], 1), torch.tensor([[1.0] * n + [4.0, 1.0]] * 2)
+        )
+        _, copies = m(torch.cat([prefix, b, b, b, b, c], 1))
+        _, before = m(prefix)
+        increment = copies.layers[0].M - before.layers[0].M
+        errors[n] = ((stretched.layers[0].M - copies.layers[0].M).norm() / increment.norm()).item()
+        assert_close(stretched.layers[0].z, copies.layers[0].z, atol=1e-3, rtol=1e-5)  # z's writes are additive
+    assert errors[64] < 0.05, errors
+    assert errors[4] > 2 * errors[16] > 4 * errors[64], errors  # the gap shrinks as the memory fills
+
+
 def test_bad_arguments_are_clear_errors():
     ids = torch.randint(0, 256, (2, 3 * SEG))
-    with pytest.raises(ValueError, match="linear memory rule"):
-        forward_with_write_weights(model(rule="delta"), ids, torch.ones(2, 3))
+    with pytest.raises(ValueError, match="linear or delta memory rule"):
+        forward_with_write_weights(model(rule="deltanet"), ids, torch.ones(2, 3))
     with pytest.raises(ValueError, match="shape"):
         forward_with_write_weights(model(), ids, torch.ones(2, 4))
     with pytest.raises(ValueError, match=">= 1"):

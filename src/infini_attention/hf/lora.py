@@ -118,15 +118,25 @@ def lora_settings(model) -> dict | None:
     return None
 
 
-def save_adapter(model, folder: str | Path, meta: dict | None = None) -> None:
-    """The parameters that require grad (float32) in `folder/adapter.safetensors`, and adapter.json with the
-    LoRA settings and `meta` (atomically: temporary files, then rename)."""
+def save_adapter(model, folder: str | Path, meta: dict | None = None, parameters=None) -> None:
+    """The adapter's parameters (float32) in `folder/adapter.safetensors`, and adapter.json with the LoRA
+    settings and `meta` (atomically: temporary files, then rename).
+
+    parameters: the ones to save (an iterable of the model's parameters), e.g. a trainer's groups with a frozen
+    one among them; default: those that require grad."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     hf = getattr(model, "hf", model)  # names are the transformers model's own, with or without HFTrainingModel
-    tensors = {n: p.detach().float().cpu().contiguous() for n, p in hf.named_parameters() if p.requires_grad}
+    chosen = None if parameters is None else {id(p) for p in parameters}
+    tensors = {
+        n: p.detach().float().cpu().contiguous()
+        for n, p in hf.named_parameters()
+        if (p.requires_grad if chosen is None else id(p) in chosen)
+    }
     if not tensors:
-        raise ValueError("save_adapter: no parameter requires grad (nothing was trained)")
+        raise ValueError(
+            "save_adapter: nothing to save (no parameter requires grad, or none of `parameters` is the model's)"
+        )
     save_file(tensors, str(folder / f"{ADAPTER_FILE}.tmp"))
     (folder / f"{ADAPTER_FILE}.tmp").replace(folder / ADAPTER_FILE)
     info = {**(meta or {}), "lora": lora_settings(model), "parameters": sum(t.numel() for t in tensors.values())}

@@ -70,7 +70,10 @@ class Rule:
 
     name = ""
     normalised = True  # keeps z and divides the read by σ(q) z
-    additive_writes = False  # a segment's write is the same whatever the memory holds (stretch.py needs it)
+    additive_writes = False  # a segment's write is the same whatever the memory holds (stretch.py: exact)
+    # a segment's write depends on the memory only through its normalised read, which one copy of the segment moves
+    # by about its key mass over z: counted w times, it is w copies to first order (stretch.py)
+    first_order_writes = False
     reads_own_segment = False  # the read also sees its own segment's keys so far (causal.py: read_segment)
 
     def __init__(self, feature=None, eps: float = EPS):
@@ -184,6 +187,7 @@ class Delta(Linear):
 
     name = "delta"
     additive_writes = False
+    first_order_writes = True
 
     def new_values(self, sk, values, M, z):
         return values - normalised(sk @ memory_with_norm(M, z), self.eps)
