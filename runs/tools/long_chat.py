@@ -87,15 +87,15 @@ def main() -> None:
             text = re.sub(r"\d", "", passage) if stripped else passage
             for question in QUESTIONS + ASKED_OF.get(name, []):
                 shown = f"{name}{', digits removed' if stripped else ''}: {question}"
-                prompts.append((shown, f"{text}\n{question}"))
+                prompts.append((shown, f"{text}\n{question}", stripped))
     models = [("original (full attention)", original)]
     for adapter in args.adapters:
         converted = apply_transfer(copy.deepcopy(original), str(DEFAULT_ARTIFACT)).eval()
         if adapter != "none":
             load_adapter(converted, adapter)
         models.append((f"artifact + {adapter}" if adapter != "none" else "artifact alone", converted))
-    rows = {name: [answer(model, hf_tokenizer, p, args.new_tokens) for _, p in prompts] for name, model in models}
-    lengths = [len(hf_tokenizer.encode(p)) for _, p in prompts]
+    rows = {name: [answer(model, hf_tokenizer, p, args.new_tokens) for _, p, _ in prompts] for name, model in models}
+    lengths = [len(hf_tokenizer.encode(p)) for _, p, _ in prompts]
 
     print(
         f"Chat questions over passages of ~{args.tokens} tokens (greedy, {args.new_tokens} new tokens; "
@@ -106,11 +106,11 @@ def main() -> None:
     print("|---|---|---|")
     for name, answers in rows.items():
         hits = [bool(DIGITS.search(a)) for a in answers]
-        with_digits = sum(h for (p, _), h in zip(prompts, hits) if "digits removed" not in p)
+        with_digits = sum(h for (_, _, stripped), h in zip(prompts, hits) if not stripped)
         print(f"| {name} | {sum(hits)} of {len(hits)} | {with_digits} / {sum(hits) - with_digits} |")
     print("\n| prompt | " + " | ".join(rows) + " |")
     print("|---|" + "---|" * len(rows))
-    for i, (shown, _) in enumerate(prompts):
+    for i, (shown, _, _) in enumerate(prompts):
         print(f"| {cell(shown)} | " + " | ".join(cell(answers[i]) for answers in rows.values()) + " |")
 
 

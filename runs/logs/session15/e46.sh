@@ -3,7 +3,7 @@
 # [1, 16], so 1.5-4K-token prompts present the memory with the dilution of up to ~64K tokens. E45 finds 7/8 at 16K
 # and 0/8 at 32K, where the needle's share of the read falls to 0.16-0.22: nothing in <= 4K training asked the
 # memory to be more selective. The rest as E45 (runs/logs/session13/e45.sh).
-#   bash runs/logs/session15/e46.sh [--resume]
+#   bash runs/logs/session15/e46.sh [--resume]   (BASE, MINUTES, STRETCH, STRETCH_CURRICULUM, SEED, OUT: e47.sh)
 set -x
 cd /work/main && . .venv/bin/activate
 export PYTHONPATH=/work/snap15/src OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
@@ -12,7 +12,7 @@ python /work/snap15/smollm2_finetune.py --base transfer --device cpu --adapter $
   --minutes ${MINUTES:-40} --lm-weight 1.0 --replay runs/out/replay/chat-mixed.jsonl --replay-every 2 --replay-batch 4 \
   --batch-size 4 --seq-len 4096 --min-len 1536 --local-start 0.1 --local-end 0.1 --curriculum-steps 1 \
   --checkpointing segment --templates plain chat --formats passkey ruler ruler paraphrase --doubled-keys 1.0 \
-  --stretch-max ${STRETCH:-16} --stretch-curriculum-steps 10 \
-  --haystacks runs/out/prose/train.txt --warmup-steps 3 --save-every 3 --print-every 1 --seed 46 \
+  --stretch-max ${STRETCH:-16} --stretch-curriculum-steps ${STRETCH_CURRICULUM:-10} \
+  --haystacks runs/out/prose/train.txt --warmup-steps 3 --save-every 3 --print-every 1 --seed ${SEED:-46} \
   --eval-haystack runs/out/prose/heldout.txt --eval-formats passkey ruler --eval-lengths 4000 --eval-depths 0 0.5 \
   --eval-keys 4 --out ${OUT:-runs/out/e46-stretch} "$@"

@@ -1,9 +1,3 @@
-# Session 15: session 12's qtemp.sh with PYTHONPATH at this checkout (it has the memory LoRA shift taps)
-# The shipped adapter (or ADAPTER) with the memory read's query scaled by TAU (qtemp_eval.py), zero-shot:
-#   TAU=2 LENGTHS=16000 bash runs/logs/session12/qtemp.sh
-cd /work/main && . .venv/bin/activate
-export PYTHONPATH=/work/main/src OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE
-ADAPTER=${ADAPTER:-src/infini_attention/assets/smollm2-memory}
-TAU=${TAU:?} python runs/logs/session12/qtemp_eval.py --base transfer --device cpu --eval-only --adapter $ADAPTER \
-  --eval-haystack runs/out/prose/heldout.txt --eval-formats ${FORMATS:-passkey} --eval-lengths ${LENGTHS:-16000} \
-  --eval-depths 0 0.5 --eval-keys ${KEYS:-4} --no-ablation --out runs/out/qtemp-$(basename $ADAPTER)-${TAU}-${KEY_TAU:-1}-${LENGTHS:-16000} "$@"
+# Session 15: session 12's qtemp.sh with this checkout's code (it has the memory LoRA shift taps):
+#   ADAPTER=runs/out/e45-doubled TAU=1 KEY_TAU=2 LENGTHS=32000 bash runs/logs/session15/qtemp.sh
+SRC=/work/main/src bash /work/main/runs/logs/session12/qtemp.sh "$@"
