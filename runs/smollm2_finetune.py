@@ -20,6 +20,9 @@ in memory (depths < 1) and in the question's segment (depth 1), with the memory-
         # OUT's memory LoRA (same rank) continued, with taps on the token before each memory query and key
     python runs/smollm2_finetune.py ... --stretch-max 8   # filler segments written up to 8x: 4K prompts that
         # the memory sees as up to 32K (train/stretch.py; the delta rule to first order)
+    python runs/smollm2_finetune.py ... --answer-end   # answers end as their template does ("." / end of turn)
+    python runs/smollm2_finetune.py ... --first-answer-weight 4   # the key's first token weighs 4x in the answer
+        # loss (train/loss.py first_value_weights): the token read with only the question's words as its query
 
 --base transfer: the shipped SmolLM2 transfer artifact (gates + Hedgehog feature maps, rule delta, segment
 256); --base paper: the GGUF converted with the paper's layer (sigma = ELU+1, the same rule and segment),
@@ -43,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from infini_attention.hf.lora import PROJECTIONS, add_lora, add_memory_lora, load_adapter, save_adapter
+from infini_attention.train.loss import first_value_weights
 
 
 def load_base(args, device: torch.device):
@@ -113,6 +117,7 @@ def task_for(model, args):
         local_end=args.local_end,
         curriculum_steps=args.curriculum_steps,
         doubled_keys=args.doubled_keys,
+        answer_end=args.answer_end,
         aligned_lengths=args.aligned_lengths,
         stretch_max=args.stretch_max,
         stretch_curriculum_steps=args.stretch_curriculum_steps,
@@ -121,11 +126,14 @@ def task_for(model, args):
     return PasskeyTask(cfg, model.config.segment_len)
 
 
-def loss_of(model, ids, labels, checkpointing, bf16: bool, device, lm_weight: float = 0.0, write_weights=None):
+def loss_of(
+    model, ids, labels, checkpointing, bf16: bool, device, lm_weight: float = 0.0, write_weights=None, weights=None
+):
     """(loss, share of the answer tokens predicted exactly, the prompt's LM loss or None): the mean
     cross-entropy over the answer tokens, plus lm_weight x the mean next-token cross-entropy over the prompt
     (the haystack's prose), which keeps the model a language model while its memory learns to retrieve.
-    write_weights (batch, segments): stretched memory writes (train/stretch.py), or None."""
+    write_weights (batch, segments): stretched memory writes (train/stretch.py), or None. weights (batch,
+    length): each answer token's weight in that mean (first_value_weights), or None for a plain mean."""
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         if write_weights is None:
             hidden, _ = model(ids, output_hidden=True, gradient_checkpointing=checkpointing)
@@ -138,7 +146,11 @@ def loss_of(model, ids, labels, checkpointing, bf16: bool, device, lm_weight: fl
     mask = labels != -100
     logits = model.output_head(hidden[mask].float()).float()
     target = labels[mask]
-    loss = F.cross_entropy(logits, target)
+    if weights is None:
+        loss = F.cross_entropy(logits, target)
+    else:
+        weight = weights.to(device)[mask]
+        loss = (F.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.sum()
     lm = None
     if lm_weight > 0:
         from infini_attention.train.loss import chunked_cross_entropy
@@ -227,8 +239,17 @@ def train(model, args, device, out: Path, step: int = 0, spent: float = 0.0) -> 
             else:
                 batch = task.batch(step)
                 ids, labels = batch.ids.to(device), batch.labels.to(device)
+                weights = first_value_weights(batch.labels, model.tokenizer, args.first_answer_weight)
                 loss, acc, lm = loss_of(
-                    model, ids, labels, checkpointing, args.bf16, device, args.lm_weight, batch.write_weights
+                    model,
+                    ids,
+                    labels,
+                    checkpointing,
+                    args.bf16,
+                    device,
+                    args.lm_weight,
+                    batch.write_weights,
+                    weights,
                 )
                 loss.backward()
                 read = ids.numel()
@@ -367,6 +388,17 @@ def main() -> None:
     )
     p.add_argument(
         "--stretch-curriculum-steps", type=int, default=0, help="grow --stretch-max's limit from 1 over k steps"
+    )
+    p.add_argument(
+        "--answer-end",
+        action="store_true",
+        help="needle answers end as their template does ('.', the chat turn's end), labelled: the model learns to stop",
+    )
+    p.add_argument(
+        "--first-answer-weight",
+        type=float,
+        default=1.0,
+        help="needle batches: the key's first token weighs this much in the answer loss (the others 1)",
     )
     p.add_argument("--checkpointing", choices=("segment", "layer"), default=None, help="default: none (until OOM)")
     p.add_argument("--seed", type=int, default=0)

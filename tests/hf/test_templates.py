@@ -77,3 +77,29 @@ def test_training_draws_one_template_per_batch(chat_tokenizer):
     assert frames(["plain"]) == [[False, False]] * 8
     mixed = frames(["plain", "chat"])
     assert {tuple(f) for f in mixed} == {(False, False), (True, True)}  # both occur, one template per batch
+
+
+@pytest.mark.parametrize("template, end", [("plain", "."), ("chat", "<|im_end|>")])
+def test_training_answers_end_as_their_template_ends_one_when_asked(chat_tokenizer, template, end):
+    """TrainConfig.answer_end: the labels hold the key and then the template's end, so the model learns to stop."""
+    from infini_attention.train.config import TrainConfig
+    from infini_attention.train.tasks.passkey import PasskeyTask
+
+    assert get_template(template).end(chat_tokenizer) == end
+    for answer_end in (False, True):
+        cfg = TrainConfig(
+            task="passkey",
+            tokenizer=chat_tokenizer,
+            seq_len=700,
+            min_len=600,
+            batch_size=2,
+            templates=[template],
+            answer_end=answer_end,
+            stretch_max=4.0,
+        )
+        task = PasskeyTask(cfg, segment_len=256)
+        batch, instances = task.batch(3), task._instances(3, 0, 0)
+        for labels, inst in zip(batch.labels, instances, strict=True):
+            said = chat_tokenizer.decode(labels[labels != -100].tolist())
+            assert said == " " + inst.key + (end if answer_end else "")
+        assert batch.write_weights.shape == (2, -(-batch.ids.shape[1] // 256))

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from conftest import assert_close
-from infini_attention.train.loss import chunked_cross_entropy, cross_entropy
+from infini_attention.data.tokenizers import ByteTokenizer
+from infini_attention.train.loss import chunked_cross_entropy, cross_entropy, first_value_weights
 
 VOCAB, HIDDEN = 97, 16
 
@@ -74,3 +75,18 @@ def test_chunk_must_be_positive():
     hidden, weight, labels = _inputs(1, 4)
     with pytest.raises(ValueError, match="chunk"):
         chunked_cross_entropy(hidden, weight, labels, 0)
+
+
+def test_first_value_weights_mark_each_rows_first_label_with_more_than_white_space():
+    tok = ByteTokenizer()
+    rows = [" is 30999", "  \n7", ""]  # the last row has no answer: all ones
+    labels = torch.full((3, 12), -100)
+    for r, text in enumerate(rows):
+        ids = tok.encode(text)
+        labels[r, 2 : 2 + len(ids)] = torch.tensor(ids)
+    assert first_value_weights(labels, tok, 1.0) is None
+    weights = first_value_weights(labels, tok, 4.0)
+    expected = torch.ones(3, 12)
+    expected[0, 3] = 4.0  # " is 30999": the "i"
+    expected[1, 5] = 4.0  # "  \n7": the "7" after three blanks
+    assert torch.equal(weights, expected)

@@ -63,6 +63,7 @@ GROUPS = {  # help sections, in order; a field not listed goes to "run"
         "doubled_keys",
         "aligned_lengths",
         "full_loss",
+        "answer_end",
         "formats",
         "haystacks",
         "templates",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -44,6 +44,7 @@ class PasskeyInstance:
     answer_ids: list[int]  # the tokens of " <key>"
     prefix_len: int = 0  # tokens of the instruction before the haystack
     question_len: int = 0  # tokens of the question after it
+    end_ids: list[int] = field(default_factory=list)  # the template's end of an answer ("." / end of turn)
 
     @property
     def key(self) -> str:
@@ -123,7 +124,8 @@ def make_instance(
         words = source.words or None
     rng = random.Random(seed)
     prompt = form.draw(rng, len(depths), digits or form.default_digits, doubled, words, ask)
-    prompt = get_template(template).wrap(prompt, tokenizer)
+    shape = get_template(template)
+    prompt = shape.wrap(prompt, tokenizer)
     needles = [tokenizer.encode(t) for t in prompt.needles]
     question = tokenizer.encode(prompt.question)
     prefix = tokenizer.encode(prompt.prefix)
@@ -148,8 +150,10 @@ def make_instance(
     spans.append(hay.piece(used, size))
     spans.append(Span(question, len(question)))
     spans = [s for s in spans if s.length > 0]
-    answer = tokenizer.encode(prompt.answer)
-    return PasskeyInstance(prompt.keys, prompt.ask, depths, spans, needle_spans, answer, len(prefix), len(question))
+    answer, end = tokenizer.encode(prompt.answer), tokenizer.encode(shape.end(tokenizer))
+    return PasskeyInstance(
+        prompt.keys, prompt.ask, depths, spans, needle_spans, answer, len(prefix), len(question), end
+    )
 
 
 def _haystack(haystack, filler):
@@ -220,15 +224,16 @@ def training_instances(
     return instances
 
 
-def batch_tensors(instances: list[PasskeyInstance]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, labels) for instances of one length: prompt + answer, labels on the answer only.
+def batch_tensors(instances: list[PasskeyInstance], ends: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, labels) for instances of one length: prompt + answer, labels on the answer only;
+    `ends`: the answer followed by its template's end (end_ids: "." or the end of the chat turn), labelled too.
 
     Answers of different lengths are right-padded (id 0, label -100): harmless for a causal model.
     """
     inputs, labels = [], []
     for inst in instances:
         prompt = inst.prompt_ids()
-        answer = torch.tensor(inst.answer_ids, dtype=torch.long)
+        answer = torch.tensor(inst.answer_ids + (inst.end_ids if ends else []), dtype=torch.long)
         inputs.append(torch.cat([prompt, answer]))
         label = torch.full_like(inputs[-1], -100)
         label[len(prompt) - 1 : -1] = answer  # position t predicts token t + 1

@@ -9,7 +9,11 @@
   Users of an instruct model wrap their prompts this way; a memory trained on plain prompts only need not
   retrieve through it.
 
-A template is one class with `wrap(prompt, tokenizer) -> Prompt` added to TEMPLATES.
+Each template also says how an answer ends (`end(tokenizer)`): "." in plain text, the end of the assistant's
+turn in chat (SmolLM2's "<|im_end|>"). Training with that end after the key (TrainConfig.answer_end) teaches
+the model to stop once the key is given, instead of running on with more digits.
+
+A template is one class with `wrap(prompt, tokenizer) -> Prompt` and `end(tokenizer) -> str` added to TEMPLATES.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ class Plain:
     def wrap(self, prompt: Prompt, tokenizer) -> Prompt:
         return prompt
 
+    def end(self, tokenizer) -> str:
+        return "."
+
 
 def chat_turn(hf_tokenizer) -> tuple[str, str]:
     """(text before, text after) a user message in a transformers tokenizer's chat template, the assistant's
@@ -35,17 +42,35 @@ def chat_turn(hf_tokenizer) -> tuple[str, str]:
     return before, after
 
 
+def end_of_turn(hf_tokenizer) -> str:
+    """The text a transformers tokenizer's chat template puts right after an assistant's message (its
+    trailing white space left out): SmolLM2's "<|im_end|>"."""
+    marker = "\x00ANSWER\x00"
+    text = hf_tokenizer.apply_chat_template(
+        [{"role": "user", "content": "?"}, {"role": "assistant", "content": marker}], tokenize=False
+    )
+    return text.split(marker)[1].rstrip()
+
+
+def chat_tokenizer(tokenizer):
+    """The transformers tokenizer inside ours, when it has a chat template."""
+    hf = getattr(tokenizer, "tokenizer", None)
+    if not getattr(hf, "chat_template", None):
+        name = getattr(tokenizer, "name", type(tokenizer).__name__)
+        raise ValueError(f"template 'chat': tokenizer {name} has no chat template (use 'plain')")
+    return hf
+
+
 class Chat:
     def wrap(self, prompt: Prompt, tokenizer) -> Prompt:
-        hf = getattr(tokenizer, "tokenizer", None)
-        if not getattr(hf, "chat_template", None):
-            name = getattr(tokenizer, "name", type(tokenizer).__name__)
-            raise ValueError(f"template 'chat': tokenizer {name} has no chat template (use 'plain')")
-        before, after = chat_turn(hf)
+        before, after = chat_turn(chat_tokenizer(tokenizer))
         question = prompt.question
         cut = max(question.rfind(end) for end in "?.!") + 1  # 0 without one: the whole question opens the answer
         asked, lead = question[:cut], question[cut:].strip()
         return replace(prompt, prefix=before + prompt.prefix.lstrip(), question=asked + after + lead)
+
+    def end(self, tokenizer) -> str:
+        return end_of_turn(chat_tokenizer(tokenizer))
 
 
 TEMPLATES = {"plain": Plain, "chat": Chat}

@@ -55,6 +55,9 @@ class TrainConfig:
     # segment (every power-of-two evaluation length does; a random length does 1 time in segment_len)
     aligned_lengths: float = 0.0
     full_loss: bool = False  # passkey: language-model loss on the prompt too, not only on the answer
+    # passkey: the answer is followed by its template's end ("." in plain text, the end of the turn in chat), which
+    # is labelled too: the model learns to stop once the key is given
+    answer_end: bool = False
     # passkey: prompt formats (data/formats.py: passkey, ruler, ruler-multikey, paraphrase, ...), one drawn per batch
     formats: list = field(default_factory=lambda: ["passkey"])
     # passkey: haystacks, one drawn per batch: "paper" (the paper's filler) or text files (data/haystack.py);

@@ -3,6 +3,7 @@ from the final hidden states and the output weight without materialising the log
 
     loss, count = cross_entropy(logits, labels)                          # reference: full logits
     loss, count = chunked_cross_entropy(hidden, head.weight, labels, 512) # the same, 512 tokens at a time
+    weights = first_value_weights(labels, tokenizer, 4.0)  # a needle key's first token weighted 4x
 
 The reference makes (tokens, vocab) logits, their float32 copy, the log-softmax and its gradient:
 for 2048 tokens of a 49152-word vocabulary ~400 MB each. The chunked version keeps only the
@@ -92,3 +93,21 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         if grad_weight is not None:
             grad_weight = (grad_weight * grad_output).to(ctx.weight_dtype)
         return grad_hidden, grad_weight, None, None, None
+
+
+def first_value_weights(labels: torch.Tensor, tokenizer, first: float) -> torch.Tensor | None:
+    """(batch, length) weights of the labelled tokens for a weighted mean of their losses: `first` at each
+    row's first label that decodes to more than white space, 1 elsewhere; None when first == 1 (a plain mean).
+
+    In a needle task that token is the key's first (" 30999" is " ", "3", ... in SmolLM2's tokenizer), the
+    one read back with the least to go on: the later ones follow the key's tokens already written, the first
+    only the question's words, which the haystack's prose writes to the memory too."""
+    if first == 1.0:
+        return None
+    weights = torch.ones(labels.shape)
+    for row, label in enumerate(labels.tolist()):
+        for pos, token in enumerate(label):
+            if token != IGNORE and tokenizer.decode([token]).strip():
+                weights[row, pos] = first
+                break
+    return weights

@@ -22,6 +22,7 @@ class PasskeyOptions(LengthOptions):
     doubled_keys: float
     aligned_lengths: float
     full_loss: bool
+    answer_end: bool
     formats: list
     haystacks: list
     templates: list
@@ -84,10 +85,10 @@ class PasskeyTask:
 
     def batch(self, step: int, rank: int = 0, micro: int = 0) -> Batch:
         instances = self._instances(step, rank, micro)
-        ids, labels = passkey.batch_tensors(instances)
+        ids, labels = passkey.batch_tensors(instances, ends=self.cfg.answer_end)
         if self.cfg.full_loss:  # language-model loss on the whole prompt as well
             labels = torch.cat([ids[:, 1:], torch.full_like(ids[:, :1], -100)], dim=1).where(labels == -100, labels)
-        return Batch(ids, labels, self._write_weights(instances, step, rank, micro))
+        return Batch(ids, labels, self._write_weights(instances, ids.shape[1], step, rank, micro))
 
     def stretch_limit(self, step: int) -> float:
         """The largest write weight at this step: grows log-linearly from 1 to stretch_max over
@@ -100,8 +101,9 @@ class PasskeyTask:
         """(batch, segments) memory-write weights of `batch(step, rank, micro)` (stretch.py), or None when off."""
         return self.batch(step, rank, micro).write_weights
 
-    def _write_weights(self, instances, step: int, rank: int, micro: int) -> torch.Tensor | None:
-        """The write weights of these instances (the batch's), or None when stretched writes are off.
+    def _write_weights(self, instances, width: int, step: int, rank: int, micro: int) -> torch.Tensor | None:
+        """The write weights of these instances (the batch's, `width` tokens wide), or None when stretched writes
+        are off.
 
         Each sequence draws one weight log-uniformly from [1, stretch_limit(step)] and gives it to
         every segment that holds filler only: its haystack looks that many times longer to the
@@ -112,7 +114,6 @@ class PasskeyTask:
         rng = random.Random(f"stretch-{self.cfg.seed}-{step}-{rank}-{micro}")
         limit = self.stretch_limit(step)
         rows = []
-        width = max(inst.length + len(inst.answer_ids) for inst in instances)  # batch_tensors pads to it
         segments = -(-width // self.segment_len)
         for inst in instances:
             w = math.exp(rng.uniform(0.0, math.log(limit)))
