@@ -22,7 +22,7 @@ in memory (depths < 1) and in the question's segment (depth 1), with the memory-
         # the memory sees as up to 32K (train/stretch.py; the delta rule to first order)
     python runs/smollm2_finetune.py ... --answer-end   # answers end as their template does ("." / end of turn)
     python runs/smollm2_finetune.py ... --first-answer-weight 4   # the key's first token weighs 4x in the answer
-        # loss (train/loss.py first_value_weights): the token read with only the question's words as its query
+        # loss (train/loss.py first_value_weights)
 
 --base transfer: the shipped SmolLM2 transfer artifact (gates + Hedgehog feature maps, rule delta, segment
 256); --base paper: the GGUF converted with the paper's layer (sigma = ELU+1, the same rule and segment),

@@ -99,9 +99,9 @@ def first_value_weights(labels: torch.Tensor, tokenizer, first: float) -> torch.
     """(batch, length) weights of the labelled tokens for a weighted mean of their losses: `first` at each
     row's first label that decodes to more than white space, 1 elsewhere; None when first == 1 (a plain mean).
 
-    In a needle task that token is the key's first (" 30999" is " ", "3", ... in SmolLM2's tokenizer), the
-    one read back with the least to go on: the later ones follow the key's tokens already written, the first
-    only the question's words, which the haystack's prose writes to the memory too."""
+    In a needle task that token is the key's first (" 30999" is " ", "3", ... in SmolLM2's tokenizer). Weighted
+    4x it did not fix E47's wrong first digits at 32,000 tokens (E48, runs/EXPERIMENTS.md session 16): those
+    came from the prompt ending on a segment boundary."""
     if first == 1.0:
         return None
     weights = torch.ones(labels.shape)
