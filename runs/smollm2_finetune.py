@@ -60,6 +60,26 @@ def load_base(args, device: torch.device):
     return HFTrainingModel.load(args.source, segment_len=args.segment_len, rule=args.rule).to(device)
 
 
+def apply_local_tail(model, args, out: Path) -> None:
+    """--local-tail and --local-sink, or those the adapter was trained with (its adapter.json), on every
+    converted layer."""
+    from infini_attention.hf.modeling import set_local_tail
+
+    folder = out if args.resume and (out / "adapter.json").is_file() else args.adapter
+    meta_file = Path(folder) / "adapter.json" if folder else None
+    meta = json.loads(meta_file.read_text()) if meta_file and meta_file.is_file() else {}
+    for name in ("local_tail", "local_sink"):
+        if getattr(args, name) is None:
+            setattr(args, name, meta.get(name, 0))
+    if args.local_tail or args.local_sink:
+        set_local_tail(model, args.local_tail, args.local_sink)
+        print(
+            f"local look back: the stream's first {args.local_sink} and the previous segment's last "
+            f"{args.local_tail} tokens",
+            flush=True,
+        )
+
+
 def select_trainable(model) -> dict[str, list[nn.Parameter]]:
     """Freeze all but LoRA (and memory LoRA), the gates and the memory path's own parameters (feature maps):
     {group: params}."""
@@ -93,6 +113,8 @@ def save(model, args, out: Path, step: int, seconds: float, done: bool = False, 
         "artifact": args.artifact if args.base == "transfer" else None,
         "segment_len": model.config.segment_len,
         "rule": args.rule,
+        "local_tail": args.local_tail or 0,
+        "local_sink": args.local_sink or 0,
         "step": step,
         "seconds": round(seconds, 1),  # training time so far (what --resume subtracts from --minutes)
         "done": done,  # the run ended (--resume then only evaluates)
@@ -400,6 +422,19 @@ def main() -> None:
         default=1.0,
         help="needle batches: the key's first token weighs this much in the answer loss (the others 1)",
     )
+    p.add_argument(
+        "--local-tail",
+        type=int,
+        default=None,
+        help="the local-tail variant (ops/infini/fast.py): every segment's local attention also sees the previous "
+        "segment's last T tokens; no parameters (default: what --adapter / --resume's adapter.json records, else 0)",
+    )
+    p.add_argument(
+        "--local-sink",
+        type=int,
+        default=None,
+        help="with --local-tail: the stream's first S tokens too, the attention sink (default: as --local-tail's)",
+    )
     p.add_argument("--checkpointing", choices=("segment", "layer"), default=None, help="default: none (until OOM)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=20)
@@ -437,6 +472,7 @@ def main() -> None:
         print(f"resumed {out} at step {step}, {spent:.0f} s trained{' (done)' if done else ''}", flush=True)
     elif args.adapter:
         load_adapter(model, Path(args.adapter))
+    apply_local_tail(model, args, out)
     print(f"loaded {args.base} on {device} in {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.eval_only and not done:
         train(model, args, device, out, step, spent)

@@ -45,6 +45,15 @@ class InfiniState:
     # memory keys (batch, kv_heads, taps, head_dim) and memory queries (batch, heads, taps, head_dim)
     mem_shift: torch.Tensor | None = None
     mem_query_shift: torch.Tensor | None = None
+    # local-tail variant only (fast.py's local_tail): the previous segment's last T un-rotated keys
+    # (batch, kv_heads, t, head_dim) and values (batch, kv_heads, t, v_head_dim), t <= T, that the local
+    # attention of the current segment sees before its own tokens
+    tail_k: torch.Tensor | None = None
+    tail_v: torch.Tensor | None = None
+    # local-sink variant only (fast.py's local_sink): the stream's first S un-rotated keys and values, shaped like
+    # the tail's, that the local attention of every later segment sees before the tail (the attention sink)
+    sink_k: torch.Tensor | None = None
+    sink_v: torch.Tensor | None = None
 
     kind = "infini"
 

@@ -32,10 +32,13 @@ def test_footprint_reproduces_the_papers_table():
     assert memory_footprint(fields, "full", length=32768) == 256 * 8 * 32768 * 12
 
 
-@pytest.mark.parametrize("kind", ["infini", "infini+sparse-cache", "xl", "memorizing", "local", "full"])
+@pytest.mark.parametrize(
+    "kind", ["infini", "infini+sparse-cache", "infini+look-back", "xl", "memorizing", "local", "full"]
+)
 def test_footprint_formula_matches_the_measured_state(kind):
     kind, _, variant = kind.partition("+")
-    cache = dict(sparse_cache=2 * N) if variant else {}  # 2N: the cache is full after 4 segments
+    variants = {"sparse-cache": dict(sparse_cache=2 * N), "look-back": dict(local_tail=N // 2, local_sink=3)}
+    cache = variants.get(variant, {})  # 2N: the cache is full after 4 segments
     config = ModelConfig.from_name("tiny", segment_len=N, attention=kind, knn_max_memories=CAP, **cache)
     model = InfiniTransformer(config)
     # an empty window, then the fullest one (N - 1 tokens); 4 segments overflow the kNN memory's CAP

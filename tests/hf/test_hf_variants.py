@@ -22,6 +22,7 @@ VARIANTS = {
     "deltanet+shift": dict(rule="deltanet", key_shift=1),
     "linear-causal": dict(rule="linear-causal"),
     "sparse-cache": dict(rule="delta", key_shift=1, sparse_cache=16),
+    "local-tail+sink": dict(rule="delta", local_tail=5, local_sink=2),
 }
 FAMILIES = ["llama", "qwen2", "mistral"]
 
@@ -119,3 +120,28 @@ def test_the_sparse_cache_can_be_switched_on_after_conversion():
     assert_close(logits(model, ids), plain, atol=1e-5, what="switched off again")
     with pytest.raises(ValueError, match="sparse_cache"):
         set_sparse_cache(model, -2)
+
+
+def test_the_local_tail_and_sink_can_be_switched_on_after_conversion():
+    """Like the sparse cache: no parameters, the first segment unchanged, later segments see more, and the
+    state that carries them goes through the cache and a save/load round trip."""
+    from infini_attention.hf.modeling import set_local_tail
+
+    model = trained_like(convert(tiny_model("llama"), segment_len=N, rule="delta"))
+    ids = torch.randint(0, VOCAB, (1, 4 * N + 3))
+    plain = logits(model, ids)
+    set_local_tail(model, N // 2, sink=2)
+    assert model.config.infini_attention["local_tail"] == N // 2 and model.config.infini_attention["local_sink"] == 2
+    whole = logits(model, ids)
+    assert (whole[:, N:] - plain[:, N:]).abs().max() > 1e-3, "later segments see the tail and sink"
+    assert_close(whole[:, :N], plain[:, :N], atol=1e-5, what="the first segment")
+    cache = InfiniCache(model.config)
+    first = model(ids[:, : 2 * N + 1], past_key_values=cache, use_cache=True).logits
+    state = cache.to_model_state()
+    assert state.layers[0].tail_k.shape[2] == N // 2 and state.layers[0].sink_k.shape[2] == 2
+    rest = model(ids[:, 2 * N + 1 :], past_key_values=InfiniCache.from_model_state(state), use_cache=True).logits
+    assert_close(torch.cat([first, rest], dim=1), whole, atol=1e-5, what="two calls carrying the cache")
+    set_local_tail(model, 0)
+    assert_close(logits(model, ids), plain, atol=1e-5, what="switched off again")
+    with pytest.raises(ValueError, match="less than segment_len"):
+        set_local_tail(model, N - 1, sink=1)

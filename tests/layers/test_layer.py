@@ -24,6 +24,7 @@ def layer(cls=InfiniAttention, **kw):
         (InfiniAttention, {"rule": "delta", "sharpness": True}),
         (InfiniAttention, {"rule": "linear", "key_shift": 3, "query_shift": 2}),
         (InfiniAttention, {"rule": "delta", "sparse_cache": 16, "segment_len": 16}),
+        (InfiniAttention, {"rule": "linear", "local_tail": 3, "local_sink": 1, "memory_lora": 2}),
         (LocalAttention, {}),
         (FullAttention, {}),
         (XLAttention, {}),

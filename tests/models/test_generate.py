@@ -21,6 +21,7 @@ N = 16
         dict(attention="infini", rule="linear", key_shift=3, query_shift=2),
         dict(attention="infini", rule="linear-causal", key_shift=1),
         dict(attention="infini", rule="linear", key_shift=1, sparse_cache=16),
+        dict(attention="infini", rule="delta", local_tail=5, local_sink=2),
         dict(attention="local"),
         dict(attention="full"),
         dict(attention="xl"),

@@ -36,6 +36,7 @@ KINDS = [
     dict(attention="infini", rule="linear-causal", key_shift=3, query_shift=2, sharpness=True),
     dict(attention="infini", rule="linear", key_shift=2, sparse_cache=16),
     dict(attention="infini", rule="deltanet", sparse_cache=2 * N),
+    dict(attention="infini", rule="delta", local_tail=5, local_sink=2),
     dict(attention="local"),
     dict(attention="full"),
     dict(attention="xl"),

@@ -5,7 +5,8 @@ segment to the next (Table 1 of Munkhdalai et al., 2024, with N the segment leng
 l layers, H heads):
 
     infini      d_k * (d_v + 1) * H * l       M (d_k x d_v) and z (d_k) per head and layer
-                + (d_k + d_v) * H * C * l     with the sparse-cache variant of C tokens (not the paper's)
+                + (d_k + d_v) * H * C * l     with the sparse-cache variant of C tokens (not the paper's), or
+                                              the local tail and sink of T + S tokens (C = T + S; not the paper's)
     xl          (d_k + d_v) * H * N * l       keys and values of the previous segment, every layer
     memorizing  (d_k + d_v) * H * N * S       keys and values of S past segments, at one layer
     local       (d_k + d_v) * H * (N - 1) * l nothing crosses a segment boundary: its window only
@@ -82,8 +83,9 @@ def memory_footprint(
     window_floats = per_token * (n_seg - 1) * layers
 
     if kind == "infini":
-        # the sparse-cache variant (ops/infini/sparse_cache.py) adds the keys and values of its C tokens
-        cache = get("sparse_cache", 0) or 0
+        # the sparse-cache variant (ops/infini/sparse_cache.py) adds the keys and values of its C tokens, the
+        # local tail and sink (ops/infini/fast.py) those of their T + S tokens
+        cache = sum(get(name, 0) or 0 for name in ("sparse_cache", "local_tail", "local_sink"))
         carried = d_k * (d_v + 1) * heads * layers + per_token * cache * layers
     elif kind == "xl":
         carried = per_token * n_seg * layers

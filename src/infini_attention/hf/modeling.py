@@ -302,14 +302,30 @@ def set_sparse_cache(model, size: int):
     or off (0) in every converted layer, and record it in the config. It has no parameters, so a model
     trained without it can be evaluated with it; states made with another size are refused. `model`: a
     converted transformers model or hf/training.py's HFTrainingModel around one. Returns the model."""
+    return _set_layer_options(model, sparse_cache=size)
+
+
+def set_local_tail(model, tokens: int, sink: int = 0):
+    """Switch the local-tail variant (ops/infini/fast.py `local_tail`) on (tokens > 0: every segment's local
+    attention also sees the previous segment's last `tokens` tokens) or off (0) in every converted layer, with
+    `sink` > 0 of the stream's first tokens before them (`local_sink`: the attention sink, without which the
+    tail alone made the shipped adapter repeat digits), and record both in the config. No parameters, like
+    `set_sparse_cache`: a model trained without them can be evaluated with them. Returns the model."""
+    return _set_layer_options(model, local_tail=tokens, local_sink=sink)
+
+
+def _set_layer_options(model, **values: int):
+    """Set variants without parameters on every converted layer and in the configs; `model`: a converted
+    transformers model or hf/training.py's HFTrainingModel around one."""
     hf = getattr(model, "hf", model)  # HFTrainingModel keeps the transformers model in .hf
-    settings = dataclasses.replace(hf.infini_settings, sparse_cache=size)  # validates the size
+    settings = dataclasses.replace(hf.infini_settings, **values)  # validates the values
     for module in hf.modules():
         if isinstance(module, InfiniHFAttention):
-            module.sparse_cache = size
+            for name, value in values.items():
+                setattr(module, name, value)
     setattr(hf.config, CONFIG_KEY, settings.to_dict())
     if hf is not model:  # the wrapper's view of the config (state identity, evaluations)
-        model.config = dataclasses.replace(model.config, sparse_cache=size)
+        model.config = dataclasses.replace(model.config, **values)
     return model
 
 

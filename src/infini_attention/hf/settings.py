@@ -27,6 +27,11 @@ class InfiniSettings:
     # a variant, off by default: up to this many past tokens per key/value head kept exactly, the most novel
     # blocks of 16 (ops/infini/sparse_cache.py, after LoLA); no parameters, so it can be switched on after training
     sparse_cache: int = 0
+    # a variant, off by default: every segment's local attention also sees the previous segment's last this many
+    # tokens (ops/infini/fast.py); no parameters, so it too can be switched on after training
+    local_tail: int = 0
+    # ... and the stream's first this many tokens, the pretrained model's attention sink (use with local_tail)
+    local_sink: int = 0
 
     def __post_init__(self):
         if not isinstance(self.segment_len, int) or self.segment_len < 1:
@@ -42,14 +47,22 @@ class InfiniSettings:
         # the default "elu1" beside sharpness=True means the older spelling of feature_map="sharpness"
         named = None if self.feature_map == "elu1" else self.feature_map
         feature_map = check_memory_options(
-            self.rule, self.key_shift, self.query_shift, self.sharpness, named, self.sparse_cache, self.segment_len
+            self.rule,
+            self.key_shift,
+            self.query_shift,
+            self.sharpness,
+            named,
+            self.sparse_cache,
+            self.segment_len,
+            self.local_tail,
+            self.local_sink,
         )
         object.__setattr__(self, "feature_map", feature_map)  # one spelling of each map from here on
         object.__setattr__(self, "sharpness", feature_map == "sharpness")
 
     def variants(self) -> dict:
         """The layer keyword arguments of the variants that are on."""
-        names = ("key_shift", "query_shift", "sharpness", "sparse_cache")
+        names = ("key_shift", "query_shift", "sharpness", "sparse_cache", "local_tail", "local_sink")
         return {name: getattr(self, name) for name in names if getattr(self, name)}
 
     def layer_options(self) -> dict:

@@ -50,7 +50,18 @@ from infini_attention.models.transformer import (
 from infini_attention.state import ModelState
 
 # the --model fields that apply to a Hugging Face model (InfiniSettings)
-SETTINGS = ("segment_len", "rule", "beta_init", "key_shift", "query_shift", "sharpness", "feature_map", "sparse_cache")
+SETTINGS = (
+    "segment_len",
+    "rule",
+    "beta_init",
+    "key_shift",
+    "query_shift",
+    "sharpness",
+    "feature_map",
+    "sparse_cache",
+    "local_tail",
+    "local_sink",
+)
 GGUF_PREFIX = "gguf:"
 
 
@@ -76,6 +87,8 @@ class ModelView:
     sharpness: bool = False
     feature_map: str = "elu1"  # the memory's feature map (elu1 = the paper's σ)
     sparse_cache: int = 0  # exact tokens kept per key/value head beside the memory (a variant; 0 = off)
+    local_tail: int = 0  # the previous segment's last tokens that the local attention sees (a variant; 0 = off)
+    local_sink: int = 0  # the stream's first tokens that it sees too (a variant; 0 = off)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -19,6 +19,7 @@ from torch import nn
 
 from infini_attention.modules import FEATURE_MAP_MODULES, MemoryLoRA, TokenShift, feature_map_module, tag
 from infini_attention.ops.infini import RULES, empty_state, infini_attention, make_rule
+from infini_attention.ops.infini.fast import check_look_back
 from infini_attention.ops.infini.sparse_cache import BLOCK as SPARSE_BLOCK
 from infini_attention.ops.infini.sparse_cache import check_sizes as sparse_sizes
 from infini_attention.ops.rope import apply_rope, rope_cos_sin
@@ -127,16 +128,21 @@ def check_memory_options(
     feature_map: str | None = None,
     sparse_cache: int = 0,
     segment_len: int | None = None,
+    local_tail: int = 0,
+    local_sink: int = 0,
 ) -> str:
     """Check an Infini layer's memory options (the one place: the layer, ModelConfig and the Hugging Face
     conversion settings call it); returns the feature map's name (sharpness=True is feature_map="sharpness").
-    segment_len: needed to check a sparse cache's size (both must be whole blocks of its selection)."""
+    segment_len: needed to check a sparse cache's size (both must be whole blocks of its selection) and
+    a local sink and tail's (together shorter than a segment)."""
     if rule not in RULES:
         raise ValueError(f"unknown memory rule {rule!r}: expected one of {', '.join(RULES)}")
     if isinstance(sparse_cache, bool) or not isinstance(sparse_cache, int) or sparse_cache < 0:
         raise ValueError(f"sparse_cache must be a number of tokens >= 0, got {sparse_cache!r}")
     if sparse_cache:
         sparse_sizes(sparse_cache, segment_len)
+    if local_tail or local_sink:
+        check_look_back(local_sink, local_tail, segment_len)
     for name, taps in (("key_shift", key_shift), ("query_shift", query_shift)):
         if not isinstance(taps, bool | int) or taps < 0:
             raise ValueError(f"{name} must be a bool or a number of previous tokens >= 0, got {taps!r}")
@@ -166,6 +172,10 @@ class InfiniAttention(_Attention):
     the local attention to see (ops/infini/sparse_cache.py; no parameters, part of the state).
     memory_lora: r > 0 gives the memory path low-rank deltas of its own on q, k and v (modules/memory_lora.py;
     the local attention keeps the layer's projections); `add_memory_lora` adds them to a built layer.
+    local_tail: T > 0 lets every segment's local attention also see the previous segment's last T tokens
+    (ops/infini/fast.py; no parameters, part of the state): a token that opens a segment still sees the
+    words before it. local_sink: S > 0 lets it also see the stream's first S tokens, the attention sink of a
+    pretrained model (StreamingLLM), which a window that does not start a segment lacks; use with local_tail.
     Every variant is off by default and starts as the paper's layer.
     """
 
@@ -180,13 +190,16 @@ class InfiniAttention(_Attention):
         feature_map: str | None = None,
         sparse_cache: int = 0,
         memory_lora: int = 0,
+        local_tail: int = 0,
+        local_sink: int = 0,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         feature_map = check_memory_options(
-            rule, key_shift, query_shift, sharpness, feature_map, sparse_cache, self.segment_len
+            rule, key_shift, query_shift, sharpness, feature_map, sparse_cache, self.segment_len, local_tail, local_sink
         )
         self.rule, self.sparse_cache = rule, sparse_cache
+        self.local_tail, self.local_sink = local_tail, local_sink
         # new parameters live where the projections do (a pretrained model may sit on a GPU); gates and
         # memory-path scalars in float32, shift projections in the projections' dtype
         device, dtype = self.q_proj.weight.device, self.q_proj.weight.dtype
@@ -230,7 +243,9 @@ class InfiniAttention(_Attention):
         q, k, v = self._project(x)
         if state is None:
             memory_inputs = self.memory_lora is not None
-            state = empty_state(q, k, v, memory=True, sparse_cache=self.sparse_cache, memory_inputs=memory_inputs)
+            state = empty_state(
+                q, k, v, True, self.sparse_cache, memory_inputs, local_tail=self.local_tail, local_sink=self.local_sink
+            )
         if self.key_shift:
             k, pending = self.shift_proj.shift(x, k, state.shift)
             state = dataclasses.replace(state, shift=pending)
@@ -255,6 +270,8 @@ class InfiniAttention(_Attention):
             state=state,
             sparse_cache=self.sparse_cache,
             memory_inputs=memory_inputs,
+            local_tail=self.local_tail,
+            local_sink=self.local_sink,
         )
         return self._merge(out), state
 
@@ -321,18 +338,24 @@ class InfiniAttention(_Attention):
             )
         if state.M.dtype != torch.float32 or state.z.dtype != torch.float32:
             raise TypeError(f"memory must be float32, got M {state.M.dtype} and z {state.z.dtype}")
-        if self.sparse_cache and state.cache_k is not None:  # (a cache where none belongs: the op refuses it)
+        expected = (batch, self.num_key_value_heads, self.head_dim)
+        for name in (
+            "cache_k",
+            "cache_v",
+            "tail_k",
+            "tail_v",
+            "sink_k",
+            "sink_v",
+        ):  # (one where none belongs: the op refuses)
+            t = getattr(state, name)
+            if t is not None and (t.dim() != 4 or (t.shape[0], t.shape[1], t.shape[3]) != expected):
+                raise ValueError(
+                    f"state.{name} has shape {tuple(t.shape)}, this layer expects "
+                    f"({batch}, {self.num_key_value_heads}, tokens, {self.head_dim})"
+                )
+        if self.sparse_cache and state.cache_k is not None:
             for name in ("cache_k", "cache_v"):
                 t = getattr(state, name)
-                if t.dim() != 4 or (t.shape[0], t.shape[1], t.shape[3]) != (
-                    batch,
-                    self.num_key_value_heads,
-                    self.head_dim,
-                ):
-                    raise ValueError(
-                        f"state.{name} has shape {tuple(t.shape)}, this layer expects "
-                        f"({batch}, {self.num_key_value_heads}, tokens, {self.head_dim})"
-                    )
                 if t.shape[2] > self.sparse_cache:
                     raise ValueError(
                         f"state.{name} holds {t.shape[2]} tokens, more than sparse_cache={self.sparse_cache}"
@@ -344,7 +367,8 @@ class InfiniAttention(_Attention):
 
     def reset_memory(self, state: InfiniState) -> InfiniState:
         """The same state with an empty memory (for the memory-reset ablation); the sparse cache, part of the
-        long-term memory, is emptied too."""
+        long-term memory, is emptied too. A local sink and tail stay, like the unfinished segment: all are the
+        local attention's window."""
         state = dataclasses.replace(state, M=torch.zeros_like(state.M), z=torch.zeros_like(state.z))
         if state.cache_k is not None:
             empty = {name: getattr(state, name)[:, :, :0].clone() for name in ("cache_k", "cache_v")}

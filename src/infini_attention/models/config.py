@@ -30,6 +30,11 @@ class ModelConfig:
     # `infini` variant, not in the paper (after LoLA): up to this many past tokens per kv head kept exactly, the
     # most novel blocks of 16, seen by the local attention (ops/infini/sparse_cache.py); 0 = off
     sparse_cache: int = 0
+    # `infini` variant, not in the paper: every segment's local attention also sees the previous segment's last
+    # local_tail tokens (ops/infini/fast.py); 0 = off
+    local_tail: int = 0
+    # `infini` variant, not in the paper: ... and the stream's first local_sink tokens, the attention sink; 0 = off
+    local_sink: int = 0
     rope_theta: float = 10000.0  # RoPE base, local attention only
     norm_eps: float = 1e-6  # RMSNorm epsilon
     tie_embeddings: bool = False  # share the input embedding with the output projection
@@ -63,8 +68,10 @@ class ModelConfig:
             self.sharpness,
             sparse_cache=self.sparse_cache,
             segment_len=self.segment_len,
+            local_tail=self.local_tail,
+            local_sink=self.local_sink,
         )
-        for variant in ("key_shift", "query_shift", "sharpness", "sparse_cache"):
+        for variant in ("key_shift", "query_shift", "sharpness", "sparse_cache", "local_tail", "local_sink"):
             if getattr(self, variant) and self.attention != "infini":
                 raise ValueError(f"{variant} is a variant of the 'infini' kind, not of {self.attention!r}")
         for name in (

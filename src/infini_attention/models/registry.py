@@ -50,6 +50,8 @@ def build_attention(config, layer_index: int | None = None):
             query_shift=config.query_shift,
             sharpness=config.sharpness,
             sparse_cache=config.sparse_cache,
+            local_tail=config.local_tail,
+            local_sink=config.local_sink,
         )
     elif cls is MemorizingAttention:
         kwargs.update(top_k=config.knn_top_k, max_memories=config.knn_max_memories, beta_init=config.beta_init)

@@ -205,6 +205,8 @@ IDENTITY_FIELDS = (  # what a state depends on: a state from a model that differ
     "query_shift",
     "sharpness",
     "sparse_cache",
+    "local_tail",
+    "local_sink",
     "memory_layer",
 )
 

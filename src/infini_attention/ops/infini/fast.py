@@ -27,10 +27,13 @@ def empty_state(
     memory: bool,
     sparse_cache: int = 0,
     memory_inputs: bool = False,
+    local_tail: int = 0,
+    local_sink: int = 0,
 ) -> InfiniState | KVState:
     """A fresh state for inputs shaped like k and v: no pending tokens and, if `memory`, M = 0 and z = 0
     (and an empty sparse cache if `sparse_cache` > 0: the variant of sparse_cache.py; empty pending
-    memory keys and values if `memory_inputs`: the memory path has inputs of its own)."""
+    memory keys and values if `memory_inputs`: the memory path has inputs of its own; an empty tail
+    if `local_tail` > 0 and an empty sink if `local_sink` > 0: what the local attention sees before a segment)."""
     batch, kv_heads, _, dk = k.shape
     dv = v.shape[-1]
     window_k, window_v = k.new_zeros(batch, kv_heads, 0, dk), v.new_zeros(batch, kv_heads, 0, dv)
@@ -43,6 +46,10 @@ def empty_state(
         parts.update(cache_k=window_k.clone(), cache_v=window_v.clone())
     if memory_inputs:
         parts.update(mem_k=window_k.clone(), mem_v=window_v.clone())
+    if local_tail:
+        parts.update(tail_k=window_k.clone(), tail_v=window_v.clone())
+    if local_sink:
+        parts.update(sink_k=window_k.clone(), sink_v=window_v.clone())
     return InfiniState(M, z, window_k, window_v, **parts)
 
 
@@ -63,6 +70,8 @@ def infini_attention(
     sparse_cache: int = 0,
     sparse_block: int = sparse.BLOCK,
     memory_inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    local_tail: int = 0,
+    local_sink: int = 0,
 ) -> tuple[torch.Tensor, InfiniState | KVState]:
     """Infini-attention over q (B, H, L, dk), k (B, Hkv, L, dk), v (B, Hkv, L, dv); any L >= 1.
 
@@ -81,6 +90,13 @@ def infini_attention(
     memory_inputs: (q, k, v) shaped like q, k, v that the memory reads with and writes (a variant, not the
     paper's: the memory path's own projections, modules/memory_lora.py), while the local attention uses
     q, k, v; None: the memory reads q and writes k, v (the paper).
+    local_tail: T > 0 lets the local attention of every segment also see the previous segment's last T tokens
+    (their keys and values, at RoPE positions -T..-1), which the state carries (a variant, not the paper's:
+    a token that opens a segment still sees the words just before it); 0: the paper.
+    local_sink: S > 0 lets the local attention of every later segment also see the stream's first S tokens
+    (at RoPE positions -(S+T)..-(T+1)): the attention sink of a pretrained model (StreamingLLM, Xiao et al.,
+    2023), which a window that does not start a segment lacks (a variant, not the paper's); 0: the paper.
+    S + T < segment_len.
     Returns the output (B, H, L, dv) in q's dtype and the new state (M and z in float32).
     """
     memory = None if beta is None else rule_from_options(rule, eps, write_gate, feature_scale, feature_map)
@@ -90,9 +106,14 @@ def infini_attention(
         sparse.check_sizes(sparse_cache, segment_len, sparse_block)
     if memory_inputs is not None:
         _check_memory_inputs(memory_inputs, q, k, v, beta, sparse_cache)
+    look_back = (local_sink, local_tail)
+    check_look_back(*look_back, segment_len)
+    if (local_tail or local_sink) and beta is None:
+        raise ValueError("local_tail and local_sink need a memory (beta): the state that carries them is the memory's")
     if state is None:
+        memory_inputs_on = memory_inputs is not None
         state = empty_state(
-            q, k, v, memory=beta is not None, sparse_cache=sparse_cache, memory_inputs=memory_inputs is not None
+            q, k, v, beta is not None, sparse_cache, memory_inputs_on, local_tail=local_tail, local_sink=local_sink
         )
     if beta is not None and (state.cache_k is not None) != bool(sparse_cache):
         held = "holds a" if state.cache_k is not None else "has no"
@@ -101,11 +122,35 @@ def infini_attention(
         held = "holds" if state.mem_k is not None else "has no"
         given = "given" if memory_inputs is not None else "None"
         raise ValueError(f"the state {held} pending memory keys (mem_k), but memory_inputs is {given}")
+    if beta is not None:
+        _check_look_back(state, *look_back)
 
     def attend_piece(q, k, v, state, mem=None):
-        return _attend_piece(q, k, v, beta, state, segment_len, rope, memory, (sparse_cache, sparse_block), mem)
+        sparse_options = (sparse_cache, sparse_block)
+        return _attend_piece(q, k, v, beta, state, segment_len, rope, memory, sparse_options, mem, look_back)
 
     return map_segment_pieces(q, k, v, state, segment_len, attend_piece, extra=memory_inputs or ())
+
+
+def check_look_back(local_sink: int, local_tail: int, segment_len: int) -> None:
+    """Sink and tail are whole numbers of tokens, together shorter than a segment (their RoPE positions
+    -(S+T)..-1 use the segment's tables at 1..S+T)."""
+    for name, tokens in (("local_sink", local_sink), ("local_tail", local_tail)):
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+            raise ValueError(f"{name} must be a number of tokens >= 0, got {tokens!r}")
+    if local_sink + local_tail >= segment_len:
+        raise ValueError(
+            f"local_sink + local_tail must be less than segment_len = {segment_len}, got {local_sink} + {local_tail}"
+        )
+
+
+def _check_look_back(state: InfiniState, local_sink: int, local_tail: int) -> None:
+    for name, tokens, held in (("tail", local_tail, state.tail_k), ("sink", local_sink, state.sink_k)):
+        if (held is not None) != bool(tokens):
+            holds = "holds a" if held is not None else "has no"
+            raise ValueError(f"the state {holds} {name} ({name}_k), but local_{name}={tokens}")
+        if tokens and held.shape[2] > tokens:
+            raise ValueError(f"the state's {name} holds {held.shape[2]} tokens, more than local_{name}={tokens}")
 
 
 def _check_memory_inputs(memory_inputs, q, k, v, beta, sparse_cache):
@@ -120,9 +165,13 @@ def _check_memory_inputs(memory_inputs, q, k, v, beta, sparse_cache):
             raise ValueError(f"memory_inputs' {name} has shape {tuple(mine.shape)}, {name} has {tuple(local.shape)}")
 
 
-def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None, sparse_cache=(0, 1), mem=None):
+def _attend_piece(
+    q, k, v, beta, state, segment_len, rope, memory: Rule | None, sparse_cache=(0, 1), mem=None, look_back=(0, 0)
+):
     """Tokens p..p+m-1 of one segment, where the state holds the segment's first p tokens.
-    mem: the memory's own (q, k, v) of these tokens, or None (the memory reads q and writes k, v)."""
+    mem: the memory's own (q, k, v) of these tokens, or None (the memory reads q and writes k, v).
+    look_back: (local_sink, local_tail): the stream's first tokens and the previous segment's last ones that the
+    local attention also sees (state.sink_k/v, state.tail_k/v), when > 0."""
     p, m = state.k.shape[2], q.shape[2]
     keys = torch.cat([state.k, k], dim=2) if p else k  # (B, Hkv, p+m, dk), un-rotated
     values = torch.cat([state.v, v], dim=2) if p else v
@@ -134,7 +183,14 @@ def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None, 
         mem_values = torch.cat([state.mem_v, mem[2]], dim=2) if p else mem[2]
     cache_size, block = sparse_cache
     cached = (state.cache_k, state.cache_v) if cache_size else None
-    a_dot = _local_attention(q, keys, values, rope, cached)
+    local_sink, local_tail = look_back
+    parts = ([(state.sink_k, state.sink_v)] if local_sink else []) + (
+        [(state.tail_k, state.tail_v)] if local_tail else []
+    )
+    before = None  # sink, then tail
+    if parts:
+        before = (torch.cat([k for k, _ in parts], dim=2), torch.cat([v for _, v in parts], dim=2))
+    a_dot = _local_attention(q, keys, values, rope, cached, before)
 
     if memory is None:
         out = a_dot
@@ -163,6 +219,14 @@ def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None, 
     empty_v = values.new_empty(*values.shape[:2], 0, values.shape[3])
     if memory is None:
         return out, KVState(empty_k, empty_v)
+    if local_sink and state.sink_k.shape[2] < local_sink:  # the stream's first segment: its first tokens stay
+        state = dataclasses.replace(
+            state, sink_k=keys[:, :, :local_sink].clone(), sink_v=values[:, :, :local_sink].clone()
+        )
+    if local_tail:  # the finished segment's last tokens: the next segment's look back (copies, not views)
+        state = dataclasses.replace(
+            state, tail_k=keys[:, :, -local_tail:].clone(), tail_v=values[:, :, -local_tail:].clone()
+        )
     if cache_size:  # the variant of sparse_cache.py: the most novel blocks stay cached, the rest is written
         cache_k, cache_v, keys, values = sparse.select(cache_size, state.cache_k, state.cache_v, keys, values, block)
         state = dataclasses.replace(state, cache_k=cache_k, cache_v=cache_v)
@@ -174,22 +238,30 @@ def _attend_piece(q, k, v, beta, state, segment_len, rope, memory: Rule | None, 
     return out, dataclasses.replace(state, M=M, z=z, k=empty_k, v=empty_v, **emptied)
 
 
-def _local_attention(q, keys, values, rope, cached=None):
+def _local_attention(q, keys, values, rope, cached=None, before=None):
     """Causal softmax attention of queries at positions p..p+m-1 over keys at 0..p+m-1 of a segment.
 
     cached: (keys (B, Hkv, c, dk) un-rotated, values) of the sparse cache (sparse_cache.py), or None:
-    every query sees them, at RoPE position 0."""
+    every query sees them, at RoPE position 0.
+    before: (keys (B, Hkv, t, dk) un-rotated, values) of tokens that come just before the segment (the sink and
+    the tail), or None: every query sees them, at RoPE positions -t..-1 (cos is even and sin odd, so the tables
+    at 1..t serve)."""
     m, n = q.shape[2], keys.shape[2]
     p = n - m
     if rope is not None:
         cos, sin = rope
         q = apply_rope(q, cos[p:n], sin[p:n])
         keys = apply_rope(keys, cos[:n], sin[:n])
+    if before is not None and before[0].shape[2]:
+        t = before[0].shape[2]
+        before_k = before[0] if rope is None else apply_rope(before[0], cos[1 : t + 1].flip(0), -sin[1 : t + 1].flip(0))
+        keys = torch.cat([before_k.to(keys.dtype), keys], dim=2)
+        values = torch.cat([before[1].to(values.dtype), values], dim=2)
     if cached is not None and cached[0].shape[2]:
         cache_k = apply_rope(cached[0], cos[:1], sin[:1]) if rope is not None else cached[0]
         keys = torch.cat([cache_k.to(keys.dtype), keys], dim=2)
         values = torch.cat([cached[1].to(values.dtype), values], dim=2)
-        n, p = keys.shape[2], keys.shape[2] - m  # the cached tokens come before every query
+    n, p = keys.shape[2], keys.shape[2] - m  # the cache's, sink's and tail's tokens come before every query
     gqa = q.shape[1] != keys.shape[1]
     if m == 1:  # one query sees every key: no mask
         return F.scaled_dot_product_attention(q, keys, values, enable_gqa=gqa)

@@ -35,6 +35,10 @@ def infini_attention_naive(
     sparse_block: int = sparse.BLOCK,
     initial_cache: tuple[torch.Tensor, torch.Tensor] | None = None,
     memory_inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    local_tail: int = 0,
+    initial_tail: tuple[torch.Tensor, torch.Tensor] | None = None,
+    local_sink: int = 0,
+    initial_sink: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """Infini-attention over a sequence that starts on a segment boundary.
 
@@ -53,9 +57,15 @@ def infini_attention_naive(
     initial_cache: its (keys, values) to start from.
     memory_inputs: (q, k, v) shaped like q, k, v: what the memory reads with and writes instead of q, k, v
     (the memory path's own projections, a variant); the local attention always uses q, k, v.
+    local_tail: T > 0 for the local-tail variant: every segment's local attention also sees the previous
+    complete segment's last T keys and values, at RoPE positions -T..-1; initial_tail: the (keys, values)
+    of the tail to start from. local_sink: S > 0 for the local-sink variant: the stream's first S keys and
+    values (kept when the first segment is complete), seen before the tail at positions -(S+T)..-(T+1);
+    initial_sink: the (keys, values) of the sink to start from.
 
     Returns the output (batch, heads, length, dv) in float32 and (M, z) after the last complete
-    segment, with the cache's (keys, values) after them when sparse_cache > 0; a final partial segment
+    segment, with the cache's (keys, values) after them when sparse_cache > 0, then the tail's (keys, values)
+    when local_tail > 0 and the sink's when local_sink > 0; a final partial segment
     is attended to but not written to the memory. The `deltanet`
     rule neither reads nor writes z (it is returned as given).
     """
@@ -78,6 +88,16 @@ def infini_attention_naive(
     if initial_cache is not None:
         cache_k = [[initial_cache[0][b, j].float() for j in range(kv_heads)] for b in range(batch)]
         cache_v = [[initial_cache[1][b, j].float() for j in range(kv_heads)] for b in range(batch)]
+    tail_k = [[torch.zeros(0, dk) for _ in range(kv_heads)] for _ in range(batch)]
+    tail_v = [[torch.zeros(0, dv) for _ in range(kv_heads)] for _ in range(batch)]
+    if initial_tail is not None:
+        tail_k = [[initial_tail[0][b, j].float() for j in range(kv_heads)] for b in range(batch)]
+        tail_v = [[initial_tail[1][b, j].float() for j in range(kv_heads)] for b in range(batch)]
+    sink_k = [[torch.zeros(0, dk) for _ in range(kv_heads)] for _ in range(batch)]
+    sink_v = [[torch.zeros(0, dv) for _ in range(kv_heads)] for _ in range(batch)]
+    if initial_sink is not None:
+        sink_k = [[initial_sink[0][b, j].float() for j in range(kv_heads)] for b in range(batch)]
+        sink_v = [[initial_sink[1][b, j].float() for j in range(kv_heads)] for b in range(batch)]
 
     outputs = []  # one (batch, heads, n, dv) tensor per segment
     for start in range(0, length, segment_len):
@@ -91,20 +111,25 @@ def infini_attention_naive(
                 qs, ks, vs = q[b, h, seg], k[b, j, seg], v[b, j, seg]
 
                 # Segment-local causal dot-product attention; RoPE (positions 0..n-1) here only.
-                # The sparse cache's tokens (if any) come first, at position 0, seen by every query.
+                # The sparse cache's tokens (if any) come first, at position 0, then the stream's first tokens
+                # (the sink) and the previous segment's last ones (the tail), if any, at positions -t..-1; every
+                # query sees them all.
                 ck, cv = cache_k[b][j], cache_v[b][j]
-                qr, kr = qs, torch.cat([ck, ks])
+                tk, tv = torch.cat([sink_k[b][j], tail_k[b][j]]), torch.cat([sink_v[b][j], tail_v[b][j]])
+                qr, kr = qs, torch.cat([ck, tk, ks])
                 if rope is not None:
                     qr = apply_rope(qs, rope[0][:n], rope[1][:n])
-                    positions = [0] * len(ck) + list(range(n))
-                    kr = apply_rope(kr, rope[0][positions], rope[1][positions])
+                    positions = [0] * len(ck) + list(range(-len(tk), 0)) + list(range(n))
+                    cos = torch.stack([rope[0][abs(i)] for i in positions])  # cos(-x) = cos(x)
+                    sin = torch.stack([rope[1][abs(i)] * (1 if i >= 0 else -1) for i in positions])  # sin(-x) = -sin(x)
+                    kr = apply_rope(kr, cos, sin)
                 scores = qr @ kr.T / math.sqrt(dk)
                 causal = torch.tril(torch.ones(n, n, dtype=torch.bool))
-                visible = torch.cat([torch.ones(n, len(ck), dtype=torch.bool), causal], dim=1)
+                visible = torch.cat([torch.ones(n, len(ck) + len(tk), dtype=torch.bool), causal], dim=1)
                 scores = scores.masked_fill(~visible, float("-inf"))
                 weights = torch.exp(scores - scores.max(dim=-1, keepdim=True).values)
                 weights = weights / weights.sum(dim=-1, keepdim=True)
-                a_dot = weights @ torch.cat([cv, vs])
+                a_dot = weights @ torch.cat([cv, tv, vs])
 
                 if memory.reads_own_segment:  # a variant (causal.py): this segment's keys up to t too
                     mqs, mks, mvs = mq[b, h, seg], mk[b, j, seg], mv[b, j, seg]
@@ -128,6 +153,10 @@ def infini_attention_naive(
             break  # a partial segment is never written to the memory
         for b in range(batch):
             for j in range(kv_heads):  # eq 8 / eq 9 (or the rule's own write)
+                if local_tail:  # the next segment's local attention sees this one's last tokens
+                    tail_k[b][j], tail_v[b][j] = k[b, j, seg][-local_tail:], v[b, j, seg][-local_tail:]
+                if local_sink and len(sink_k[b][j]) < local_sink:  # the stream's first segment: its first tokens
+                    sink_k[b][j], sink_v[b][j] = k[b, j, seg][:local_sink], v[b, j, seg][:local_sink]
                 wk, wv = mk[b, j, seg], mv[b, j, seg]
                 if sparse_cache:  # the most novel blocks stay cached, the others are written
                     cache_k[b][j], cache_v[b][j], wk, wv = sparse.reference_select(
@@ -138,7 +167,11 @@ def infini_attention_naive(
     out = torch.cat(outputs, dim=2)
     M_final = torch.stack([torch.stack(row) for row in M])
     z_final = torch.stack([torch.stack(row) for row in z])
+    extras = []
     if sparse_cache:
-        cache = tuple(torch.stack([torch.stack(row) for row in part]) for part in (cache_k, cache_v))
-        return out, (M_final, z_final, *cache)
-    return out, (M_final, z_final)
+        extras += [torch.stack([torch.stack(row) for row in part]) for part in (cache_k, cache_v)]
+    if local_tail:
+        extras += [torch.stack([torch.stack(row) for row in part]) for part in (tail_k, tail_v)]
+    if local_sink:
+        extras += [torch.stack([torch.stack(row) for row in part]) for part in (sink_k, sink_v)]
+    return out, (M_final, z_final, *extras)
