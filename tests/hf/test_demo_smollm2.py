@@ -327,3 +327,20 @@ def test_the_evaluations_load_an_artifact_or_adapter_folder_by_path_or_shipped_n
     saved = json.loads(out.with_suffix(".json").read_text())
     assert "found via" in capsys.readouterr().out and saved["checkpoint"] == str(adapter)
     assert [(r["length"], r["depth"]) for r in saved["rows"] if not r["reset_memory"]] == [(600, 0.0)]
+
+
+def test_the_demo_runs_an_adapters_look_back_off_and_on_at_whole_segment_lengths(artifact, tmp_path, capsys):
+    """An adapter that records a local tail and sink: the passkey over prose again at 512 (450 rounded up to whole
+    segments), the look back off and on, the same instances; the streaming after it runs with the look back on."""
+    random_adapter(artifact[0], tmp_path / "adapter", {"local_tail": 64, "local_sink": 4})
+    out = tmp_path / "demo"
+    args = ["demo", "--model", "smollm2", "--artifact", str(artifact[0]), "--lengths", "450", "--tokens", "300"]
+    assert cli([*args, "--sparse-cache", "0", "--adapter", str(tmp_path / "adapter"), "--out", str(out)]) == 0
+    assert "whole-segment lengths (512)" in capsys.readouterr().out
+    boundary = json.loads((out / "summary.json").read_text())["passkey_prose_whole_segments"]
+    assert boundary["lengths"] == [512] and (boundary["local_tail"], boundary["local_sink"]) == (64, 4)
+    off, on = boundary["off"]["rows"], boundary["on"]["rows"]
+    assert len(off) == len(on) == 4 and all(r["length"] == 512 for r in off + on)
+    assert [r["answers"][0][0] for r in off] == [r["answers"][0][0] for r in on]  # the same keys
+    assert "The look back on (tail 64, sink 4)" in (out / "summary.md").read_text()
+    assert demo_smollm2.whole_segments([1000, 2000, 1024], 256) == [1024, 2048]

@@ -7,6 +7,8 @@ token-by-token decoding == the forward; the adapter files rebuild it. (The layer
 tests/modules/test_memory_lora.py.)
 """
 
+import json
+
 import pytest
 import torch
 
@@ -113,3 +115,22 @@ def test_stretched_writes_on_the_converted_model():
     assert_close(ones, expected, atol=1e-5, rtol=1e-5)
     assert_close(stretched[:, : 2 * N], expected[:, : 2 * N], atol=1e-5, rtol=1e-5)
     assert (stretched[:, 2 * N :] - expected[:, 2 * N :]).abs().max() > 1e-3
+
+
+def test_an_adapter_that_records_a_local_tail_and_sink_switches_them_on(tmp_path):
+    """adapter.json's local_tail / local_sink (what runs/smollm2_finetune.py records) come back with the weights."""
+    from infini_attention.hf.modeling import set_local_tail
+
+    model = add_memory_lora(converted(), rank=4, alpha=8)
+    randomise(model)
+    save_adapter(model, tmp_path)
+    meta = json.loads((tmp_path / "adapter.json").read_text())
+    (tmp_path / "adapter.json").write_text(json.dumps({**meta, "local_tail": N // 2, "local_sink": 2}))
+    fresh = load_adapter(converted(), tmp_path)
+    assert (fresh.config.local_tail, fresh.config.local_sink) == (N // 2, 2)
+    x = ids()
+    with torch.no_grad():
+        plain = model(x)[0]
+        set_local_tail(model, N // 2, sink=2)
+        assert_close(fresh(x)[0], model(x)[0], atol=0)
+        assert (fresh(x)[0] - plain).abs().max() > 1e-4, "the look back changes the later segments"

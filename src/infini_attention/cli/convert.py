@@ -36,6 +36,18 @@ def add_arguments(p):
         default=0,
         help="past tokens per kv head kept exactly, the most novel blocks of 16 (ops/infini/sparse_cache.py)",
     )
+    variants.add_argument(
+        "--local-tail",
+        type=int,
+        default=0,
+        help="the previous segment's last T tokens seen by every segment's local attention (ops/infini/fast.py)",
+    )
+    variants.add_argument(
+        "--local-sink",
+        type=int,
+        default=0,
+        help="the stream's first S tokens seen too, the attention sink (use with --local-tail; e.g. 4)",
+    )
 
 
 def run(args) -> int:
@@ -49,7 +61,12 @@ def run(args) -> int:
         f"{config.num_key_value_heads} kv heads, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters"
     )
     variants = dict(
-        key_shift=args.key_shift, query_shift=args.query_shift, sharpness=args.sharpness, sparse_cache=args.sparse_cache
+        key_shift=args.key_shift,
+        query_shift=args.query_shift,
+        sharpness=args.sharpness,
+        sparse_cache=args.sparse_cache,
+        local_tail=args.local_tail,
+        local_sink=args.local_sink,
     )
     diff = convert_checked(model, ids, args.segment_len, args.rule, args.beta_init, **variants)
     print(f"check on {ids.shape[1]} tokens, gates forced local: max abs logit difference {diff:.3e}")

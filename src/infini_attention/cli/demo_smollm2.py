@@ -17,6 +17,12 @@ hf/transfer.py:load_transferred). Then three parts:
     call with the state carried: perplexity with the memory against the memory reset before every
     segment, by position, the state's size against the KV cache the original model would hold, tokens/s;
 (c) OUT/summary.json and OUT/summary.md with both.
+
+With the shipped memory adapter (assets/smollm2-memory, loaded by default), the passkey and streaming over held-out
+prose run again with it, and when the adapter records a local look back (`local_tail`, `local_sink`: the previous
+segment's last tokens and the stream's first ones, seen by every segment's local attention; ops/infini/fast.py) the
+passkey runs once more at whole-segment lengths (1024 and 2048 for 1000 and 2000), where the answer opens a fresh
+segment: with the look back off (the paper's window) and on, the same instances.
 """
 
 from __future__ import annotations
@@ -284,6 +290,26 @@ def adapter_folder(args) -> Path | None:
     return folder
 
 
+def whole_segments(lengths: list[int], segment_len: int) -> list[int]:
+    """Each length rounded up to a whole number of segments: the answer then opens a fresh segment."""
+    return sorted({-(-length // segment_len) * segment_len for length in lengths})
+
+
+def run_boundary(model, tokenizer, lengths, depths, keys, ablation) -> tuple[dict, str]:
+    """The passkey over held-out prose at whole-segment lengths, the adapter's look back off and then on."""
+    from infini_attention.hf.modeling import set_local_tail
+
+    tail, sink = model.config.local_tail, model.config.local_sink
+    boundary = whole_segments(lengths, model.config.segment_len)
+    results, parts = {"lengths": boundary, "local_tail": tail, "local_sink": sink}, []
+    for name, look in (("off", (0, 0)), ("on", (tail, sink))):
+        set_local_tail(model, *look)
+        results[name], rows = run_passkey(model, tokenizer, boundary, depths, keys, ablation, haystack=TEXT)
+        title = "off (the paper's local window)" if name == "off" else f"on (tail {tail}, sink {sink})"
+        parts.append(f"The look back {title}:\n\n{format_passkey(rows)}")
+    return results, "\n\n".join(parts)
+
+
 def describe(model, info: dict) -> str:
     from infini_attention.eval.passkey import describe_model
 
@@ -340,6 +366,12 @@ def run(args, lengths: list[int], depths: list[float], keys: int, tokens: int, a
             f"{format_passkey(tuned_rows)}"
         )
         print(prose_md)
+        boundary_json, boundary_md = None, ""
+        if model.config.local_tail or model.config.local_sink:
+            lengths_at = ", ".join(map(str, whole_segments(lengths, model.config.segment_len)))
+            print(f"\nAt whole-segment lengths ({lengths_at}), the adapter's local look back off and on:")
+            boundary_json, boundary_md = run_boundary(model, tokenizer, lengths, depths, keys, ablation)
+            print(boundary_md)
         print(f"\nStreaming the same text with {adapter}:")
         tuned_streaming = run_streaming(model, ids)
         tuned_streaming_md = format_streaming(tuned_streaming)
@@ -351,6 +383,8 @@ def run(args, lengths: list[int], depths: list[float], keys: int, tokens: int, a
         summary["passkey_prose"] = {"haystack": TEXT_NAME, "artifact_alone": plain_json}
         summary["passkey_prose_adapter"] = {"adapter": str(adapter), **tuned_json}
         summary["streaming_adapter"] = tuned_streaming
+        if boundary_json is not None:
+            summary["passkey_prose_whole_segments"] = boundary_json
     if cache_json is not None:
         summary["passkey_sparse_cache"] = {"tokens_per_kv_head": args.sparse_cache, **cache_json}
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -387,6 +421,11 @@ def run(args, lengths: list[int], depths: list[float], keys: int, tokens: int, a
         streaming_md,
         "",
         *([f"## Passkey over held-out prose ({TEXT_NAME})", "", prose_md, ""] if prose_md else []),
+        *(
+            ["## At whole-segment lengths: the answer opens a fresh segment", "", boundary_md, ""]
+            if prose_md and boundary_md
+            else []
+        ),
         *([f"## Streaming with the adapter `{adapter}`", "", tuned_streaming_md, ""] if prose_md else []),
     ]
     (out / "summary.md").write_text("\n".join(page))

@@ -157,7 +157,9 @@ def read_adapter_meta(folder: str | Path) -> dict:
 @torch.no_grad()
 def load_adapter(model, folder: str | Path):
     """Add LoRA and memory LoRA as `folder/adapter.json` says (unless the model has them) and load every tensor of
-    `folder/adapter.safetensors` into the model; a tensor the model lacks, or of another shape, is an error."""
+    `folder/adapter.safetensors` into the model; a tensor the model lacks, or of another shape, is an error.
+    An adapter.json that records `local_tail` / `local_sink` (variants without parameters that the adapter runs
+    with: ops/infini/fast.py) switches them on (hf/modeling.py:set_local_tail)."""
     folder = Path(folder)
     meta = read_adapter_meta(folder)
     lora = meta.get("lora")
@@ -175,6 +177,10 @@ def load_adapter(model, folder: str | Path):
         if target.shape != tensor.shape:
             raise ValueError(f"{folder}: {name} has shape {tuple(tensor.shape)}, the model's {tuple(target.shape)}")
         target.copy_(tensor.to(target.dtype))
+    if meta.get("local_tail") or meta.get("local_sink"):
+        from infini_attention.hf.modeling import set_local_tail
+
+        set_local_tail(model, meta.get("local_tail", 0), meta.get("local_sink", 0))
     return model
 
 
