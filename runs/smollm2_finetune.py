@@ -71,8 +71,8 @@ def apply_local_tail(model, args, out: Path) -> None:
     for name in ("local_tail", "local_sink"):
         if getattr(args, name) is None:
             setattr(args, name, meta.get(name, 0))
+    set_local_tail(model, args.local_tail, args.local_sink)  # (0, 0: off, whatever load_adapter switched on)
     if args.local_tail or args.local_sink:
-        set_local_tail(model, args.local_tail, args.local_sink)
         print(
             f"local look back: the stream's first {args.local_sink} and the previous segment's last "
             f"{args.local_tail} tokens",
