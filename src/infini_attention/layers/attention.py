@@ -339,14 +339,8 @@ class InfiniAttention(_Attention):
         if state.M.dtype != torch.float32 or state.z.dtype != torch.float32:
             raise TypeError(f"memory must be float32, got M {state.M.dtype} and z {state.z.dtype}")
         expected = (batch, self.num_key_value_heads, self.head_dim)
-        for name in (
-            "cache_k",
-            "cache_v",
-            "tail_k",
-            "tail_v",
-            "sink_k",
-            "sink_v",
-        ):  # (one where none belongs: the op refuses)
+        # the kept tokens' shapes (sparse cache, tail, sink); one where none belongs is refused by the op
+        for name in ("cache_k", "cache_v", "tail_k", "tail_v", "sink_k", "sink_v"):
             t = getattr(state, name)
             if t is not None and (t.dim() != 4 or (t.shape[0], t.shape[1], t.shape[3]) != expected):
                 raise ValueError(

@@ -184,13 +184,7 @@ def _attend_piece(
     cache_size, block = sparse_cache
     cached = (state.cache_k, state.cache_v) if cache_size else None
     local_sink, local_tail = look_back
-    parts = ([(state.sink_k, state.sink_v)] if local_sink else []) + (
-        [(state.tail_k, state.tail_v)] if local_tail else []
-    )
-    before = None  # sink, then tail
-    if parts:
-        before = (torch.cat([k for k, _ in parts], dim=2), torch.cat([v for _, v in parts], dim=2))
-    a_dot = _local_attention(q, keys, values, rope, cached, before)
+    a_dot = _local_attention(q, keys, values, rope, cached, _before_segment(state, local_sink, local_tail))
 
     if memory is None:
         out = a_dot
@@ -236,6 +230,19 @@ def _attend_piece(
     M, z = memory.write(state.M, state.z, mem_keys, mem_values)  # eqs 8-9, or the rule's own
     emptied = {} if mem is None else {"mem_k": empty_k, "mem_v": empty_v}
     return out, dataclasses.replace(state, M=M, z=z, k=empty_k, v=empty_v, **emptied)
+
+
+def _before_segment(state: InfiniState, local_sink: int, local_tail: int):
+    """(keys, values) that the local attention sees before the segment's own tokens: the sink, then the tail;
+    None when neither is on."""
+    parts = []
+    if local_sink:
+        parts.append((state.sink_k, state.sink_v))
+    if local_tail:
+        parts.append((state.tail_k, state.tail_v))
+    if not parts:
+        return None
+    return torch.cat([k for k, _ in parts], dim=2), torch.cat([v for _, v in parts], dim=2)
 
 
 def _local_attention(q, keys, values, rope, cached=None, before=None):
