@@ -83,21 +83,10 @@ def infini_attention_naive(
     else:
         M = [[initial_state[0][b, j].float() for j in range(kv_heads)] for b in range(batch)]
         z = [[initial_state[1][b, j].float() for j in range(kv_heads)] for b in range(batch)]
-    cache_k = [[torch.zeros(0, dk) for _ in range(kv_heads)] for _ in range(batch)]
-    cache_v = [[torch.zeros(0, dv) for _ in range(kv_heads)] for _ in range(batch)]
-    if initial_cache is not None:
-        cache_k = [[initial_cache[0][b, j].float() for j in range(kv_heads)] for b in range(batch)]
-        cache_v = [[initial_cache[1][b, j].float() for j in range(kv_heads)] for b in range(batch)]
-    tail_k = [[torch.zeros(0, dk) for _ in range(kv_heads)] for _ in range(batch)]
-    tail_v = [[torch.zeros(0, dv) for _ in range(kv_heads)] for _ in range(batch)]
-    if initial_tail is not None:
-        tail_k = [[initial_tail[0][b, j].float() for j in range(kv_heads)] for b in range(batch)]
-        tail_v = [[initial_tail[1][b, j].float() for j in range(kv_heads)] for b in range(batch)]
-    sink_k = [[torch.zeros(0, dk) for _ in range(kv_heads)] for _ in range(batch)]
-    sink_v = [[torch.zeros(0, dv) for _ in range(kv_heads)] for _ in range(batch)]
-    if initial_sink is not None:
-        sink_k = [[initial_sink[0][b, j].float() for j in range(kv_heads)] for b in range(batch)]
-        sink_v = [[initial_sink[1][b, j].float() for j in range(kv_heads)] for b in range(batch)]
+    # tokens kept beside the memory, per batch element and key/value head: lists of (n, d) tensors
+    cache_k, cache_v = _kept_tokens(initial_cache, batch, kv_heads, dk, dv)  # the sparse cache
+    tail_k, tail_v = _kept_tokens(initial_tail, batch, kv_heads, dk, dv)  # the previous segment's last tokens
+    sink_k, sink_v = _kept_tokens(initial_sink, batch, kv_heads, dk, dv)  # the stream's first tokens
 
     outputs = []  # one (batch, heads, n, dv) tensor per segment
     for start in range(0, length, segment_len):
@@ -175,3 +164,14 @@ def infini_attention_naive(
     if local_sink:
         extras += [torch.stack([torch.stack(row) for row in part]) for part in (sink_k, sink_v)]
     return out, (M_final, z_final, *extras)
+
+
+def _kept_tokens(initial, batch: int, kv_heads: int, dk: int, dv: int) -> tuple[list, list]:
+    """(keys, values) as lists [b][j] of (n, dk) and (n, dv) float32 tensors: initial's (keys (B, Hkv, n, dk),
+    values) split per batch element and key/value head, or empty (n = 0) when initial is None."""
+    if initial is None:
+        return (
+            [[torch.zeros(0, dk) for _ in range(kv_heads)] for _ in range(batch)],
+            [[torch.zeros(0, dv) for _ in range(kv_heads)] for _ in range(batch)],
+        )
+    return tuple([[t[b, j].float() for j in range(kv_heads)] for b in range(batch)] for t in initial)
