@@ -30,6 +30,8 @@ from infini_attention.hf.modeling import (
     force_local_gate,
     gates,
     load_converted,
+    set_local_tail,
+    set_sparse_cache,
 )
 from infini_attention.hf.training import HFTrainingModel, ModelView
 
@@ -51,4 +53,6 @@ __all__ = [
     "force_local_gate",
     "gates",
     "load_converted",
+    "set_local_tail",
+    "set_sparse_cache",
 ]
