@@ -194,7 +194,11 @@ def test_bad_input_gets_a_clear_error():
     other = InfiniTransformer(ModelConfig.from_name("tiny", segment_len=N, head_dim=8))
     with pytest.raises(ValueError, match="another kind of model: head_dim 16 .this model: 8"):
         other(torch.ones(1, 2).long(), state)  # the state records the model that made it
-    for name, value in [("rule", "delta"), ("segment_len", N + 1), ("key_shift", 1)]:
+    older = {k: v for k, v in state.model.items() if k not in ("local_tail", "local_sink")}
+    tiny()(torch.ones(1, 2).long(), ModelState(state.layers, 5, older))  # recorded before the look back: it is off
+    with pytest.raises(ValueError, match="another kind of model: local_tail 0 .this model: 4"):
+        tiny(local_tail=4)(torch.ones(1, 2).long(), ModelState(state.layers, 5, older))
+    for name, value in [("rule", "delta"), ("segment_len", N + 1), ("key_shift", 1), ("local_sink", 2)]:
         changed = InfiniTransformer(ModelConfig.from_name("tiny", **{"segment_len": N, name: value}))
         with pytest.raises(ValueError, match=f"another kind of model: {name}"):
             changed(torch.ones(1, 2).long(), state)

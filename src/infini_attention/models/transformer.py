@@ -211,6 +211,10 @@ IDENTITY_FIELDS = (  # what a state depends on: a state from a model that differ
 )
 
 
+# identity fields added after states were first saved: a state that does not record one was made with it off
+ADDED_LATER = {"local_tail": 0, "local_sink": 0}
+
+
 def state_identity(config) -> dict:
     """The fields of a model's config that its states depend on (ModelConfig or the HF adapter's view)."""
     return {name: getattr(config, name, None) for name in IDENTITY_FIELDS}
@@ -230,8 +234,8 @@ def check_model_state(state: ModelState | None, config) -> ModelState:
             f"state has {len(state.layers)} layers, this model has {num_layers}: was it made by another model?"
         )
     if state.model is not None:
-        own = state_identity(config)
-        differ = [f"{k} {state.model.get(k)!r} (this model: {own[k]!r})" for k in own if state.model.get(k) != own[k]]
+        own, recorded = state_identity(config), {**ADDED_LATER, **state.model}
+        differ = [f"{k} {recorded.get(k)!r} (this model: {own[k]!r})" for k in own if recorded.get(k) != own[k]]
         if differ:
             raise ValueError(f"the state was made by another kind of model: {', '.join(differ)}")
     if getattr(config, "attention", None) != "full":  # full attention keeps every token
