@@ -60,18 +60,16 @@ def load_base(args, device: torch.device):
     return HFTrainingModel.load(args.source, segment_len=args.segment_len, rule=args.rule).to(device)
 
 
-def apply_local_tail(model, args, out: Path) -> None:
-    """--local-tail and --local-sink, or those the adapter was trained with (its adapter.json), on every
-    converted layer."""
+def apply_local_tail(model, args) -> None:
+    """--local-tail and --local-sink where given, else what load_adapter switched on from the loaded adapter's
+    adapter.json (0 without one), on every converted layer; args keeps what applies (save() records it)."""
     from infini_attention.hf.modeling import set_local_tail
 
-    folder = out if args.resume and (out / "adapter.json").is_file() else args.adapter
-    meta_file = Path(folder) / "adapter.json" if folder else None
-    meta = json.loads(meta_file.read_text()) if meta_file and meta_file.is_file() else {}
-    for name in ("local_tail", "local_sink"):
-        if getattr(args, name) is None:
-            setattr(args, name, meta.get(name, 0))
-    set_local_tail(model, args.local_tail, args.local_sink)  # (0, 0: off, whatever load_adapter switched on)
+    if args.local_tail is None:
+        args.local_tail = model.config.local_tail
+    if args.local_sink is None:
+        args.local_sink = model.config.local_sink
+    set_local_tail(model, args.local_tail, args.local_sink)
     if args.local_tail or args.local_sink:
         print(
             f"local look back: the stream's first {args.local_sink} and the previous segment's last "
@@ -113,8 +111,8 @@ def save(model, args, out: Path, step: int, seconds: float, done: bool = False, 
         "artifact": args.artifact if args.base == "transfer" else None,
         "segment_len": model.config.segment_len,
         "rule": args.rule,
-        "local_tail": args.local_tail or 0,
-        "local_sink": args.local_sink or 0,
+        "local_tail": args.local_tail,  # (apply_local_tail has resolved them)
+        "local_sink": args.local_sink,
         "step": step,
         "seconds": round(seconds, 1),  # training time so far (what --resume subtracts from --minutes)
         "done": done,  # the run ended (--resume then only evaluates)
@@ -433,7 +431,8 @@ def main() -> None:
         "--local-sink",
         type=int,
         default=None,
-        help="with --local-tail: the stream's first S tokens too, the attention sink (default: as --local-tail's)",
+        help="with --local-tail: the stream's first S tokens too, the attention sink (default: what --adapter / "
+        "--resume's adapter.json records, else 0)",
     )
     p.add_argument("--checkpointing", choices=("segment", "layer"), default=None, help="default: none (until OOM)")
     p.add_argument("--seed", type=int, default=0)
@@ -472,7 +471,7 @@ def main() -> None:
         print(f"resumed {out} at step {step}, {spent:.0f} s trained{' (done)' if done else ''}", flush=True)
     elif args.adapter:
         load_adapter(model, Path(args.adapter))
-    apply_local_tail(model, args, out)
+    apply_local_tail(model, args)
     print(f"loaded {args.base} on {device} in {time.perf_counter() - t0:.0f} s", flush=True)
     if not args.eval_only and not done:
         train(model, args, device, out, step, spent)

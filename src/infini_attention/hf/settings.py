@@ -52,10 +52,10 @@ class InfiniSettings:
             self.query_shift,
             self.sharpness,
             named,
-            self.sparse_cache,
-            self.segment_len,
-            self.local_tail,
-            self.local_sink,
+            sparse_cache=self.sparse_cache,
+            segment_len=self.segment_len,
+            local_tail=self.local_tail,
+            local_sink=self.local_sink,
         )
         object.__setattr__(self, "feature_map", feature_map)  # one spelling of each map from here on
         object.__setattr__(self, "sharpness", feature_map == "sharpness")

@@ -196,7 +196,15 @@ class InfiniAttention(_Attention):
     ):
         super().__init__(*args, **kwargs)
         feature_map = check_memory_options(
-            rule, key_shift, query_shift, sharpness, feature_map, sparse_cache, self.segment_len, local_tail, local_sink
+            rule,
+            key_shift,
+            query_shift,
+            sharpness,
+            feature_map,
+            sparse_cache=sparse_cache,
+            segment_len=self.segment_len,
+            local_tail=local_tail,
+            local_sink=local_sink,
         )
         self.rule, self.sparse_cache = rule, sparse_cache
         self.local_tail, self.local_sink = local_tail, local_sink

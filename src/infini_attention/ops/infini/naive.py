@@ -154,16 +154,14 @@ def infini_attention_naive(
                 if len(wk):  # (the cache may take every token while it fills up)
                     M[b][j], z[b][j] = memory.reference_write(wk, wv, M[b][j], z[b][j], j)
     out = torch.cat(outputs, dim=2)
-    M_final = torch.stack([torch.stack(row) for row in M])
-    z_final = torch.stack([torch.stack(row) for row in z])
-    extras = []
-    if sparse_cache:
-        extras += [torch.stack([torch.stack(row) for row in part]) for part in (cache_k, cache_v)]
-    if local_tail:
-        extras += [torch.stack([torch.stack(row) for row in part]) for part in (tail_k, tail_v)]
-    if local_sink:
-        extras += [torch.stack([torch.stack(row) for row in part]) for part in (sink_k, sink_v)]
-    return out, (M_final, z_final, *extras)
+    kept = [(sparse_cache, (cache_k, cache_v)), (local_tail, (tail_k, tail_v)), (local_sink, (sink_k, sink_v))]
+    extras = [part for on, parts in kept if on for part in parts]
+    return out, tuple(_stacked(per_head) for per_head in (M, z, *extras))
+
+
+def _stacked(per_head: list) -> torch.Tensor:
+    """Lists [b][j] of per-head tensors back into one (batch, kv_heads, ...) tensor."""
+    return torch.stack([torch.stack(row) for row in per_head])
 
 
 def _kept_tokens(initial, batch: int, kv_heads: int, dk: int, dv: int) -> tuple[list, list]:
