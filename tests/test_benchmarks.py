@@ -23,11 +23,13 @@ SCRIPTS = [
     "profile_layer",
     "train_smollm2",
     "gpu",
+    "look_back",
 ]
 NEEDS = {  # dev-only dependencies (requirements-dev.txt)
     "vs_peers": "infini_transformer_pytorch",
     "train_smollm2": "transformers",
     "gpu": "transformers",  # its smollm2 section
+    "look_back": "transformers",  # a converted Llama
 }
 
 

@@ -194,7 +194,10 @@ def test_the_cli_writes_its_files_and_refuses_to_overwrite_them(tmp_path, capsys
     data = json.loads(out.with_name("babilong.json").read_text())
     assert len(data["answers"]) == 2 * 2 * 2 * 2 and {a["task"] for a in data["answers"]} == {"qa1", "qa3"}
     report = out.with_name("babilong.md").read_text()
-    assert "| task | 0k | 200 |" in report and "babilong.png" in report
+    assert "| task | 0k | 200 |" in report and "babilong.png" in report and "look back" not in report
+    looked = out.with_name("looked")
+    assert main([*argv[:-1], str(looked), "--look-back", "16/2"]) == 0
+    assert "local look back: tail 16, sink 2" in looked.with_suffix(".md").read_text()
     assert main(argv) == 2
     assert "already exist" in capsys.readouterr().err
     assert main(argv[:-2] + ["--tasks", "qa7"]) == 2

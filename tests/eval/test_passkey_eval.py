@@ -138,3 +138,63 @@ def test_evaluation_on_cuda_matches_the_cpu():
         assert a.answers == b.answers and a.accuracy == b.accuracy
         if a.memory_share is not None:
             assert abs(a.memory_share - b.memory_share) < 1e-4
+
+
+def test_set_look_back_switches_a_trained_native_model_as_if_built_with_it():
+    """eval/models.py:set_look_back on a model trained without the look back computes what the same weights
+    compute in a model built with local_tail / local_sink; (0, 0) gives the paper's window back."""
+    from infini_attention.eval.models import set_look_back
+
+    model, built = tiny_model(), tiny_model(local_tail=16, local_sink=2)
+    built.load_state_dict(model.state_dict())
+    ids = torch.randint(0, 256, (1, 200), generator=torch.Generator().manual_seed(1))
+    paper = model(ids)[0]
+    assert set_look_back(model, 16, 2) is model and model.config.local_tail == 16 and model.config.local_sink == 2
+    looked = model(ids)[0]
+    assert torch.equal(looked, built(ids)[0])
+    assert (looked[:, 64:] - paper[:, 64:]).abs().max() > 1e-4  # later segments see more
+    assert torch.equal(looked[:, :64], paper[:, :64])  # the first segment has nothing before it
+    assert torch.equal(set_look_back(model, 0, 0)(ids)[0], paper)
+
+
+@pytest.mark.parametrize(
+    "text, pair", [("128/4", (128, 4)), ("32", (32, 0)), ("off", (0, 0)), ("0/0", (0, 0)), (" OFF ", (0, 0))]
+)
+def test_parse_look_back(text, pair):
+    from infini_attention.eval.models import parse_look_back
+
+    assert parse_look_back(text) == pair
+
+
+@pytest.mark.parametrize("text", ["a/b", "16/-1", "", "16/2/1"])
+def test_parse_look_back_refuses_what_is_not_two_token_counts(text):
+    from infini_attention.eval.models import parse_look_back
+
+    with pytest.raises(ValueError, match="--look-back"):
+        parse_look_back(text)
+
+
+def test_set_look_back_refuses_a_model_without_infini_layers_or_a_window_longer_than_a_segment():
+    from infini_attention.eval.models import set_look_back
+
+    with pytest.raises(ValueError, match="local window; this model has local"):
+        set_look_back(tiny_model(attention="local"), 16, 2)
+    with pytest.raises(ValueError, match="less than segment_len"):
+        set_look_back(tiny_model(), 60, 4)
+
+
+def test_cli_look_back_is_applied_and_said_in_the_report(tmp_path, capsys):
+    from infini_attention.cli.main import main
+    from infini_attention.models.io import save_model
+
+    save_model(tiny_model(), tmp_path / "model")
+    args = ["eval", "passkey", "--checkpoint", str(tmp_path / "model"), "--lengths", "300", "--depths", "0"]
+    args += ["--keys", "1", "--no-ablation"]
+    assert main([*args, "--look-back", "16/2", "--out", str(tmp_path / "on")]) == 0
+    assert "variants: local_tail=16, local_sink=2" in (tmp_path / "on.md").read_text()
+    assert main([*args, "--out", str(tmp_path / "off")]) == 0
+    assert "local_tail" not in (tmp_path / "off.md").read_text()
+    capsys.readouterr()
+    assert main([*args, "--look-back", "16/x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--look-back takes TAIL/SINK" in err and len(err.splitlines()) == 1

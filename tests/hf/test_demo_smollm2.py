@@ -344,3 +344,30 @@ def test_the_demo_runs_an_adapters_look_back_off_and_on_at_whole_segment_lengths
     assert [r["answers"][0][0] for r in off] == [r["answers"][0][0] for r in on]  # the same keys
     assert "The look back on (tail 64, sink 4)" in (out / "summary.md").read_text()
     assert demo_smollm2.whole_segments([1000, 2000, 1024], 256) == [1024, 2048]
+
+
+def test_eval_look_back_overrides_what_an_adapter_records(artifact, tmp_path, capsys):
+    """`infini eval ruler/passkey --look-back`: an adapter that records a tail and sink runs with them unless told
+    otherwise ('off': the paper's window), and the report says which; the same switch as set_local_tail."""
+    from infini_attention.eval.models import load_eval_model, set_look_back
+
+    adapter = tmp_path / "adapter"
+    meta = {"base": "transfer", "source": None, "artifact": str(artifact[0]), "local_tail": 64, "local_sink": 4}
+    random_adapter(artifact[0], adapter, meta)
+    em = load_eval_model(str(adapter))
+    assert (em.model.config.local_tail, em.model.config.local_sink) == (64, 4)
+    ids = torch.randint(0, 256, (1, 3 * N), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        looked = em.model(ids)[0]
+        paper = set_look_back(em.model, 0, 0)(ids)[0]
+    assert (looked[:, N:] - paper[:, N:]).abs().max() > 1e-4 and torch.equal(looked[:, :N], paper[:, :N])
+    args = ["eval", "ruler", "--model", str(adapter), "--tasks", "niah_single_1", "--lengths", "700"]
+    args += ["--samples", "1", "--no-ablation"]
+    assert cli([*args, "--out", str(tmp_path / "own")]) == 0
+    assert "local look back: tail 64, sink 4" in (tmp_path / "own.md").read_text()
+    assert cli([*args, "--look-back", "off", "--out", str(tmp_path / "off")]) == 0
+    assert "look back" not in (tmp_path / "off.md").read_text()
+    passkey = ["eval", "passkey", "--model", str(adapter), "--lengths", "600", "--depths", "0", "--keys", "1"]
+    assert cli([*passkey, "--no-ablation", "--look-back", "32/1", "--out", str(tmp_path / "pk")]) == 0
+    assert "local_tail=32, local_sink=1" in (tmp_path / "pk.md").read_text()
+    capsys.readouterr()

@@ -74,3 +74,15 @@ def configure_threads(environ: dict | None = None) -> bool:
     environ = os.environ if environ is None else environ
     environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return "torch" not in sys.modules
+
+
+def add_look_back_argument(p) -> None:
+    """`--look-back T/S` of the evaluations (eval/models.py:set_look_back)."""
+    p.add_argument(
+        "--look-back",
+        default=None,
+        metavar="TAIL/SINK",
+        help="the local look back, a variant (ops/infini/README.md): every segment's local attention also sees the "
+        "previous segment's last TAIL tokens and the stream's first SINK; 'off' or 0/0 = the paper's window "
+        "(default: the model's own; smollm2-memory's adapter runs with 128/4)",
+    )

@@ -11,9 +11,14 @@ import json
 import sys
 from pathlib import Path
 
-from infini_attention.cli.common import check_writable, refuse_overwrite
+from infini_attention.cli.common import add_look_back_argument, check_writable, refuse_overwrite
 from infini_attention.data.formats import FORMATS  # plain Python: --help stays fast
-from infini_attention.eval.models import checkpoint_tokenizer, is_hf_spec, is_memory_spec  # plain Python
+from infini_attention.eval.models import (  # plain Python
+    checkpoint_tokenizer,
+    is_hf_spec,
+    is_memory_spec,
+    parse_look_back,
+)
 from infini_attention.utils import format_bytes, format_count, parse_count
 
 HELP = "evaluate a model: passkey retrieval, long-document perplexity (ppl), RULER or BABILong"
@@ -90,6 +95,7 @@ def add_passkey_arguments(p):
         "--ablation-up-to", default=None, help="run the memory-reset ablation only up to this length, e.g. 32K"
     )
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    add_look_back_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="path prefix for OUT.json, OUT.png and OUT.md")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.json, OUT.png and OUT.md if they exist")
@@ -112,6 +118,7 @@ def run_passkey(args) -> int:
         out = Path(args.out)
         check_writable(out.parent)
         refuse_overwrite([out.with_suffix(s) for s in (".json", ".png", ".md")], args.overwrite)
+    look_back = parse_look_back(args.look_back) if args.look_back else None  # before a minute of loading
     haystack = get_haystack(args.haystack) if args.haystack else None
 
     if is_hf_spec(args.checkpoint) or is_memory_spec(args.checkpoint):  # e.g. smollm2-memory, gguf:default
@@ -122,6 +129,10 @@ def run_passkey(args) -> int:
     else:
         model = load_model(args.checkpoint)
         tokenizer = get_tokenizer(args.tokenizer or checkpoint_tokenizer(args.checkpoint))
+    if look_back is not None:
+        from infini_attention.eval.models import set_look_back
+
+        set_look_back(model, *look_back)
     lengths = [parse_count(n) for n in args.lengths]
     depths = args.depths
     if args.grid:

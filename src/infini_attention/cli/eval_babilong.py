@@ -18,7 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from infini_attention.cli.common import check_writable, refuse_overwrite
+from infini_attention.cli.common import add_look_back_argument, check_writable, refuse_overwrite
+from infini_attention.eval.models import look_back_text, parse_look_back, set_look_back  # plain Python
 
 HELP = "BABILong: qa tasks on facts hidden in long text (published data or generated qa1-qa3)"
 
@@ -41,6 +42,7 @@ def add_arguments(p):
     )
     p.add_argument("--samples", type=int, default=10, help="instances per (task, length) cell")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated instances")
+    add_look_back_argument(p)
     p.add_argument("--examples", action="store_true", help="add BABILong's few-shot examples to each prompt")
     p.add_argument("--bare", action="store_true", help="no instruction, examples or post-prompt: context + question")
     p.add_argument("--max-new-tokens", type=int, default=None, help="answer length (default 20, 64 for bytes)")
@@ -66,6 +68,7 @@ def run(args) -> int:
         raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     if args.haystack and not args.generate:
         raise ValueError("--haystack is the background of --generate; published data brings its own")
+    look_back = parse_look_back(args.look_back) if args.look_back else None
     if args.out:  # before any work: an evaluation can take an hour
         check_writable(Path(args.out).parent)
         refuse_overwrite(outputs(args.out), args.overwrite)
@@ -95,6 +98,8 @@ def run(args) -> int:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     overrides = {"segment_len": args.segment_len} if args.segment_len else {}
     em = load_eval_model(args.model, args.tokenizer, device=device, **overrides)
+    if look_back is not None:
+        set_look_back(em.model, *look_back)
     if args.generate:
         records = [
             r
@@ -128,6 +133,7 @@ def run(args) -> int:
         except ImportError:
             print("no heatmap: pip install matplotlib", file=sys.stderr)
         setting = f"{source}, prompt: {prompt}, {args.samples} instances per (task, length) cell"
+        setting += look_back_text(em.model)
         if args.generate:
             setting += f", seed {args.seed}"
         image = png_path.name if png_path in written else None

@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from infini_attention.cli.common import check_writable, refuse_overwrite
+from infini_attention.cli.common import add_look_back_argument, check_writable, refuse_overwrite
+from infini_attention.eval.models import load_eval_model, look_back_text, parse_look_back, set_look_back
 from infini_attention.utils import parse_count
 
 HELP = "RULER's synthetic tasks (niah, vt, cwe, fwe) by task x length"
@@ -58,6 +59,7 @@ def add_arguments(p):
     )
     p.add_argument("--no-ablation", action="store_true", help="skip the memory-reset ablation")
     p.add_argument("--ablation-up-to", default=None, help="run the memory-reset ablation only up to this length")
+    add_look_back_argument(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="path prefix for OUT.json, OUT.png and OUT.md")
     p.add_argument("--overwrite", action="store_true", help="replace OUT.json, OUT.png and OUT.md if they exist")
@@ -71,6 +73,7 @@ def run(args) -> int:
     if args.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {args.samples}")
     lengths = [parse_count(n) for n in args.lengths]
+    look_back = parse_look_back(args.look_back) if args.look_back else None
     if args.out:  # before any work: an evaluation can take an hour
         out = Path(args.out)
         check_writable(out.parent)
@@ -78,11 +81,12 @@ def run(args) -> int:
 
     from infini_attention.data.haystack import get_haystack
     from infini_attention.eval import ruler
-    from infini_attention.eval.models import load_eval_model
 
     haystack = get_haystack(args.haystack) if args.haystack else None
     overrides = {"segment_len": args.segment_len} if args.segment_len else {}
     em = load_eval_model(args.model, args.tokenizer, **overrides)
+    if look_back is not None:
+        set_look_back(em.model, *look_back)
     if args.no_chat_template:
         em.chat_template = False
     ablation = False if args.no_ablation else (parse_count(args.ablation_up_to) if args.ablation_up_to else True)
@@ -102,7 +106,8 @@ def run(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         command = "infini eval ruler " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["eval", "ruler"] else [])
         setting = (
-            f"model `{args.model}` (tokenizer {em.tokenizer.name}{', chat template' if em.chat_template else ''}), "
+            f"model `{args.model}` (tokenizer {em.tokenizer.name}{', chat template' if em.chat_template else ''}"
+            f"{look_back_text(em.model)}), "
             f"haystack `{args.haystack or 'the noise filler'}`, {args.samples} fresh instances per cell, "
             f"seed {args.seed}"
         )

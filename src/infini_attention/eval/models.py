@@ -116,6 +116,51 @@ def load_eval_model(spec: str, tokenizer: str | None = None, device: str = "cpu"
     return EvalModel(model, tok, spec)
 
 
+def parse_look_back(text: str) -> tuple[int, int]:
+    """`--look-back`'s value -> (tail, sink): "T/S", "T" (no sink) or "off" (0, 0: the paper's window)."""
+    if text.strip().lower() == "off":
+        return 0, 0
+    tail, _, sink = text.partition("/")
+    try:
+        pair = int(tail), int(sink or 0)
+    except ValueError:
+        raise ValueError(f"--look-back takes TAIL/SINK in tokens (e.g. 128/4), TAIL, or off; got {text!r}") from None
+    if min(pair) < 0:
+        raise ValueError(f"--look-back's tail and sink are numbers of tokens >= 0, got {text!r}")
+    return pair
+
+
+def set_look_back(model, tail: int, sink: int = 0):
+    """Switch the local look back (ops/infini/README.md; not the paper's) on every Infini layer of an evaluation's
+    model: each segment's local attention also sees the previous segment's last `tail` tokens and the stream's
+    first `sink` tokens; (0, 0) is the paper's window. It has no parameters, so any trained model can be read with
+    or without it. `model`: a native InfiniTransformer, or an HF model (HFTrainingModel, e.g. smollm2-memory, whose
+    adapter.json may switch it on when it loads). Returns the model."""
+    if hasattr(model, "hf"):  # hf/training.py's HFTrainingModel
+        from infini_attention.hf.modeling import set_local_tail
+
+        return set_local_tail(model, tail, sink=sink)
+    import dataclasses
+
+    from infini_attention.layers.attention import InfiniAttention
+
+    layers = [m for m in model.modules() if isinstance(m, InfiniAttention)]
+    if not layers:
+        kind = getattr(getattr(model, "config", None), "attention", type(model).__name__)
+        raise ValueError(f"the local look back is a variant of Infini-attention's local window; this model has {kind}")
+    model.config = dataclasses.replace(model.config, local_tail=tail, local_sink=sink)  # validates them
+    for layer in layers:
+        layer.local_tail, layer.local_sink = tail, sink
+    return model
+
+
+def look_back_text(model) -> str:
+    """ ", local look back: tail T, sink S (a variant)" when it is on, else "" (a report's model line)."""
+    cfg = getattr(model, "config", None)
+    tail, sink = int(getattr(cfg, "local_tail", 0) or 0), int(getattr(cfg, "local_sink", 0) or 0)
+    return f", local look back: tail {tail}, sink {sink} (a variant)" if tail or sink else ""
+
+
 def _hf_eval_model(model, tok: Tokenizer, spec: str) -> EvalModel:
     hf = getattr(tok, "tokenizer", None)
     chat = bool(getattr(hf, "chat_template", None))

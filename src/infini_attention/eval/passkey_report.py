@@ -54,6 +54,10 @@ def describe_model(model) -> str:
             variants.append(name if taps == 1 else f"{name}={taps}")
     if getattr(cfg, "sharpness", False):
         variants.append("sharpness")
+    for name in ("sparse_cache", "local_tail", "local_sink"):  # no parameters: switched on at load or by --look-back
+        tokens = int(getattr(cfg, name, 0) or 0)
+        if tokens:
+            variants.append(f"{name}={tokens}")
     variant = f", variants: {', '.join(variants)}" if variants else ""
     params = sum(p.numel() for p in model.parameters())
     return (
