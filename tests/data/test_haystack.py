@@ -151,3 +151,28 @@ def test_unseen_format_shares_no_phrasing_with_training_and_the_trainer_refuses_
     with pytest.raises(ValueError, match="for evaluation only"):
         TrainConfig(task="passkey", formats=["passkey", "unseen"]).validate()
     TrainConfig(task="passkey", formats=["passkey", "paraphrase"]).validate()
+
+
+def test_varied_format_shares_no_phrasing_or_answer_lead_with_unseen_and_states_what_it_asks():
+    import random
+
+    from infini_attention.data.formats import Unseen, Varied
+    from infini_attention.train.config import TrainConfig
+
+    for part in ("NAMES", "NEEDLES", "QUESTIONS", "PREFIXES"):
+        shared = set(getattr(Unseen, part)) & set(getattr(Varied, part))
+        assert shared <= {""}, (part, shared)  # only "no instruction" is common
+    unseen_words = {w for n in Unseen.NAMES for w in n.split()} - {"number", "code"}
+    assert not {w for n in Varied.NAMES for w in n.split()} & unseen_words  # no "ticket", "vault", "room", ...
+    for question in Varied.QUESTIONS:  # unseen's answer leads stay unseen
+        assert not question.endswith(("It was", "given in the document above is")), question
+    rng = random.Random(0)
+    for needles in (1, 3):
+        for _ in range(50):
+            p = Varied().draw(rng, needles, 5)
+            asked = Varied.NAMES[[n in p.question for n in Varied.NAMES].index(True)]
+            stated = [t for t in p.needles if asked in t or asked.capitalize() in t]
+            assert len(stated) == 1 and p.answer.strip() in stated[0], (p.needles, p.question)
+    with pytest.raises(ValueError, match="at most 16 needles"):
+        Varied().draw(rng, 17, 5)
+    TrainConfig(task="passkey", formats=["passkey", "varied"]).validate()

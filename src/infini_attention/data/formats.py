@@ -13,6 +13,8 @@ haystack, one needle per depth, the question after it and the answer the model m
 - "paraphrase": a fact stated in one of several phrasings ("The access code is ...", "Remember
   this: the secret number is ..."), asked in another: for training, so that a model does not learn
   one sentence by heart.
+- "varied": the same idea with many more names, statements, questions and instructions, each drawn on
+  its own (16 x 12 x 12 x 7), none of them "unseen"'s.
 - "unseen": like "paraphrase", but with names, needle sentences, questions and instructions that no
   training format uses, for evaluation only (the trainer refuses it): does the memory retrieve a fact
   stated and asked in words it never trained on?
@@ -217,6 +219,68 @@ class Unseen(Paraphrase):
     ]
 
 
+class Varied:
+    """A fact in one of many phrasings, asked in one of many others, each part drawn on its own (training variety,
+    wider than "paraphrase": 16 names x 12 statements x 12 questions x 7 instructions). None of its names,
+    statements, questions or instructions is one of "unseen"'s, and no question ends on "unseen"'s answer leads
+    ("It was", "... given in the document above is"), so "unseen" still measures phrasings the model never read."""
+
+    NAMES = [
+        "account number", "door code", "reference number", "order number", "booking code", "safe code",
+        "badge number", "confirmation code", "member number", "invoice number", "licence number", "parcel code",
+        "lucky number", "alarm code", "gate code", "customer number",
+    ]  # fmt: skip
+    PREFIXES = [
+        "",
+        "Read the following text.",
+        "A number in the text below will matter later.",
+        "Here is a long text. Remember any code or number it gives.",
+        "Pay attention: somewhere below there is a number to remember.",
+        "The following document is long, but one line of it is important.",
+        "Memorize the number hidden in this text; you will be asked for it.",
+    ]
+    NEEDLES = [
+        " The {name} is {key}.",
+        " Here is the {name}: {key}.",
+        " Write this down: the {name} is {key}.",
+        " Your {name} is {key}.",
+        " Please remember that my {name} is {key}.",
+        " {Name}: {key}.",
+        " The {name} for today is {key}.",
+        " Someone said the {name} was {key}.",
+        " Do not lose this {name}: {key}.",
+        " I set the {name} to {key}.",
+        " Note: {key} is the {name}.",
+        " The {name} has been changed to {key}.",
+    ]
+    QUESTIONS = [
+        " What was the {name}? The {name} was",
+        " Tell me the {name}. Answer:",
+        " Recall the {name} from the text. The {name} is",
+        " Q: What is the {name}? A:",
+        " What {name} was mentioned above? The {name} mentioned above is",
+        " Do you remember the {name}? Yes, it is",
+        " Find the {name} in the text above. The {name} is",
+        " What is my {name}? Your {name} is",
+        " Question: which number is the {name}? Answer:",
+        " Repeat the {name}. The {name}:",
+        " The {name} was",
+        " Now, the {name}. It is",
+    ]
+    default_digits = 5
+    default_needles = 1
+
+    def draw(self, rng: random.Random, needles: int, digits: int, doubled=False, words=None, ask=None) -> Prompt:
+        if needles > len(self.NAMES):
+            raise ValueError(f"the varied format has at most {len(self.NAMES)} needles")
+        names = rng.sample(self.NAMES, needles)
+        keys = [random_key(rng, digits, doubled) for _ in range(needles)]
+        ask = rng.randrange(needles) if ask is None else ask
+        texts = [rng.choice(self.NEEDLES).format(name=n, Name=n[0].upper() + n[1:], key=k) for n, k in zip(names, keys)]
+        question = rng.choice(self.QUESTIONS).format(name=names[ask])
+        return Prompt(rng.choice(self.PREFIXES), texts, question, keys, ask)
+
+
 FORMATS = {
     "passkey": PaperPasskey,
     "ruler": RulerNeedle,
@@ -224,6 +288,7 @@ FORMATS = {
     "ruler-words": RulerWords,
     "ruler-uuid": RulerUUID,
     "paraphrase": Paraphrase,
+    "varied": Varied,
     "unseen": Unseen,
 }
 EVALUATION_ONLY = {"unseen"}  # formats the trainer refuses
