@@ -177,7 +177,7 @@ def test_parse_look_back_refuses_what_is_not_two_token_counts(text):
 def test_set_look_back_refuses_a_model_without_infini_layers_or_a_window_longer_than_a_segment():
     from infini_attention.eval.models import set_look_back
 
-    with pytest.raises(ValueError, match="local window; this model has local"):
+    with pytest.raises(ValueError, match="window, not of 'local' attention"):
         set_look_back(tiny_model(attention="local"), 16, 2)
     with pytest.raises(ValueError, match="less than segment_len"):
         set_look_back(tiny_model(), 60, 4)

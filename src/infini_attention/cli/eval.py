@@ -18,6 +18,7 @@ from infini_attention.eval.models import (  # plain Python
     is_hf_spec,
     is_memory_spec,
     parse_look_back,
+    set_look_back,
 )
 from infini_attention.utils import format_bytes, format_count, parse_count
 
@@ -130,8 +131,6 @@ def run_passkey(args) -> int:
         model = load_model(args.checkpoint)
         tokenizer = get_tokenizer(args.tokenizer or checkpoint_tokenizer(args.checkpoint))
     if look_back is not None:
-        from infini_attention.eval.models import set_look_back
-
         set_look_back(model, *look_back)
     lengths = [parse_count(n) for n in args.lengths]
     depths = args.depths

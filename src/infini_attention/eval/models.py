@@ -147,7 +147,7 @@ def set_look_back(model, tail: int, sink: int = 0):
     layers = [m for m in model.modules() if isinstance(m, InfiniAttention)]
     if not layers:
         kind = getattr(getattr(model, "config", None), "attention", type(model).__name__)
-        raise ValueError(f"the local look back is a variant of Infini-attention's local window; this model has {kind}")
+        raise ValueError(f"the local look back is a variant of Infini-attention's window, not of {kind!r} attention")
     model.config = dataclasses.replace(model.config, local_tail=tail, local_sink=sink)  # validates them
     for layer in layers:
         layer.local_tail, layer.local_sink = tail, sink
