@@ -186,19 +186,25 @@ class Paraphrase:
     default_digits = 5
     default_needles = 1
 
+    label = "paraphrase"  # the format's name in errors
+
     def draw(self, rng: random.Random, needles: int, digits: int, doubled=False, words=None, ask=None) -> Prompt:
-        names = rng.sample(self.NAMES, needles) if needles <= len(self.NAMES) else None
-        if names is None:
-            raise ValueError(f"the paraphrase format has at most {len(self.NAMES)} needles")
+        if needles > len(self.NAMES):
+            raise ValueError(f"the {self.label} format has at most {len(self.NAMES)} needles")
+        names = rng.sample(self.NAMES, needles)
         keys = [random_key(rng, digits, doubled) for _ in range(needles)]
         ask = rng.randrange(needles) if ask is None else ask
-        texts = [rng.choice(self.NEEDLES).format(name=n, key=k) for n, k in zip(names, keys)]
+        texts = [
+            rng.choice(self.NEEDLES).format(name=n, Name=n[0].upper() + n[1:], key=k) for n, k in zip(names, keys)
+        ]  # {Name}: the name opening a sentence
         question = rng.choice(self.QUESTIONS).format(name=names[ask])
         return Prompt(rng.choice(self.PREFIXES), texts, question, keys, ask)
 
 
 class Unseen(Paraphrase):
     """Phrasings kept out of every training format: an evaluation of generality, never trained on."""
+
+    label = "unseen"
 
     NAMES = ["vault combination", "locker number", "ticket number", "room code", "serial number", "tracking code"]
     PREFIXES = [
@@ -219,7 +225,7 @@ class Unseen(Paraphrase):
     ]
 
 
-class Varied:
+class Varied(Paraphrase):
     """A fact in one of many phrasings, asked in one of many others, each part drawn on its own (training variety,
     wider than "paraphrase": 16 names x 12 statements x 12 questions x 7 instructions). None of its names,
     statements, questions or instructions is one of "unseen"'s, and no question ends on "unseen"'s answer leads
@@ -267,18 +273,7 @@ class Varied:
         " The {name} was",
         " Now, the {name}. It is",
     ]
-    default_digits = 5
-    default_needles = 1
-
-    def draw(self, rng: random.Random, needles: int, digits: int, doubled=False, words=None, ask=None) -> Prompt:
-        if needles > len(self.NAMES):
-            raise ValueError(f"the varied format has at most {len(self.NAMES)} needles")
-        names = rng.sample(self.NAMES, needles)
-        keys = [random_key(rng, digits, doubled) for _ in range(needles)]
-        ask = rng.randrange(needles) if ask is None else ask
-        texts = [rng.choice(self.NEEDLES).format(name=n, Name=n[0].upper() + n[1:], key=k) for n, k in zip(names, keys)]
-        question = rng.choice(self.QUESTIONS).format(name=names[ask])
-        return Prompt(rng.choice(self.PREFIXES), texts, question, keys, ask)
+    label = "varied"
 
 
 FORMATS = {
