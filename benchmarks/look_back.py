@@ -56,15 +56,6 @@ def build(layers: int, segment_len: int, quick: bool):
     return convert(LlamaForCausalLM(config), segment_len=segment_len, rule="delta").eval()
 
 
-def settings(text: str) -> list[tuple[int, int]]:
-    """ "0/0,128/4" -> [(0, 0), (128, 4)]: (tail T, sink S) pairs."""
-    pairs = []
-    for part in text.split(","):
-        tail, _, sink = part.partition("/")
-        pairs.append((int(tail), int(sink or 0)))
-    return pairs
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--layers", type=int, default=30, help="SmolLM2-135M has 30")
@@ -81,13 +72,17 @@ def main() -> None:
         args.layers, args.segment_len, args.settings = 2, 64, "0/0,16/2"
         args.tokens, args.train_tokens, args.decode_prompt, args.new_tokens, args.reps = 512, 256, 128, 8, 1
     bc.setup()
+    from infini_attention.eval.models import parse_look_back
     from infini_attention.hf import set_local_tail
+    from infini_attention.ops.infini.fast import check_look_back
     from infini_attention.utils import format_bytes
 
-    pairs = settings(args.settings)
-    for tail, sink in pairs:
-        if tail + sink >= args.segment_len:
-            sys.exit(f"tail + sink must be less than the segment ({args.segment_len}), got {tail} + {sink}")
+    try:  # "0/0,128/4" -> [(0, 0), (128, 4)]: the evaluations' --look-back values, checked as the layer checks them
+        pairs = [parse_look_back(part) for part in args.settings.split(",")]
+        for tail, sink in pairs:
+            check_look_back(sink, tail, args.segment_len)
+    except ValueError as e:
+        sys.exit(f"--settings: {e}")
     model = build(args.layers, args.segment_len, args.quick)
     vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(0)
