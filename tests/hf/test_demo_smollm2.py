@@ -371,3 +371,32 @@ def test_eval_look_back_overrides_what_an_adapter_records(artifact, tmp_path, ca
     assert cli([*passkey, "--no-ablation", "--look-back", "32/1", "--out", str(tmp_path / "pk")]) == 0
     assert "local_tail=32, local_sink=1" in (tmp_path / "pk.md").read_text()
     capsys.readouterr()
+
+
+def test_eval_ppl_reads_an_adapter_with_its_tokenizer_and_look_back(artifact, tmp_path, capsys):
+    """`infini eval ppl --model ADAPTER`: a converted model's perplexity by position from the command line, every
+    document of --data (no training split), its own look back unless --look-back says otherwise; the numbers are
+    evaluate_perplexity's on the same model and tokens."""
+    from infini_attention.eval.models import load_eval_model
+
+    adapter = tmp_path / "adapter"
+    meta = {"base": "transfer", "source": None, "artifact": str(artifact[0]), "local_tail": 64, "local_sink": 4}
+    random_adapter(artifact[0], adapter, meta)
+    text = tmp_path / "book.txt"
+    text.write_text(" ".join(f"Verse {i}: the {i % 7}th word of line {i}." for i in range(200)))
+    args = ["eval", "ppl", "--model", str(adapter), "--data", str(text), "--first-bucket", "256", "--no-progress"]
+    assert cli([*args, "--out", str(tmp_path / "own")]) == 0
+    assert "local look back: tail 64, sink 4" in capsys.readouterr().out
+    own = json.loads((tmp_path / "own.json").read_text())
+    assert own["docs"] == "all" and own["documents"] == 1 and own["model"]["segment_len"] == N
+    assert [r["bucket"] for r in own["buckets"]][:2] == ["0-256", "256-1K"]
+    em = load_eval_model(str(adapter))
+    tokens = em.tokenizer.encode(text.read_text())
+    expected = evaluate_perplexity(em.model, [("book", tokens)], first_bucket=256, progress=False)
+    assert own["tokens"] == len(tokens) - 1
+    assert own["ppl"] == pytest.approx(expected["ppl"], rel=1e-5)
+    assert own["ppl_reset"] == pytest.approx(expected["ppl_reset"], rel=1e-5)
+    assert cli([*args, "--look-back", "off", "--out", str(tmp_path / "off")]) == 0
+    off = json.loads((tmp_path / "off.json").read_text())
+    assert "look back" not in capsys.readouterr().out.splitlines()[0] and off["model"]["look_back"] == ""
+    assert off["ppl"] != pytest.approx(own["ppl"], rel=1e-6)  # the look back changes segments 2 on

@@ -20,6 +20,7 @@ from conftest import assert_close  # noqa: E402
 from hf_tiny import tiny_llama  # noqa: E402
 from infini_attention.hf.lora import (  # noqa: E402
     add_memory_lora,
+    attention_modules,
     load_adapter,
     memory_lora_settings,
     save_adapter,
@@ -93,6 +94,33 @@ def test_memory_lora_adapter_round_trip(tmp_path, shift):
     x = ids()
     with torch.no_grad():
         assert_close(fresh(x)[0], model(x)[0], atol=0)
+
+
+def test_an_adapter_loads_into_a_model_with_more_shift_taps(tmp_path):
+    """A shift-1 adapter loaded into a model given 3 taps (runs/smollm2_finetune.py --memory-shift 3 --adapter ...):
+    its tap kept, the new ones at zero, the same outputs; a model with fewer taps than an adapter's is an error."""
+
+    def saved(model, folder):
+        for name, p in model.named_parameters():
+            p.requires_grad_(".memory_lora." in name or name.endswith(".beta"))
+        save_adapter(model, folder)
+        return folder
+
+    model = add_memory_lora(converted(), rank=4, alpha=8, shift=1)
+    randomise(model)
+    grown = load_adapter(add_memory_lora(converted(), rank=4, alpha=8, shift=3), saved(model, tmp_path / "one"))
+    for old, new in zip(attention_modules(model), attention_modules(grown), strict=True):
+        for b in ("shift_B_q", "shift_B_k"):
+            w_old, w_new = getattr(old.memory_lora, b).weight, getattr(new.memory_lora, b).weight
+            rows = w_old.shape[0]
+            assert w_new.shape[0] == 3 * rows
+            assert_close(w_new[:rows], w_old, atol=0)
+            assert w_new[rows:].abs().max() == 0
+    x = ids()
+    with torch.no_grad():
+        assert_close(grown(x)[0], model(x)[0], atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        load_adapter(add_memory_lora(converted(), rank=4, alpha=8, shift=2), saved(grown, tmp_path / "three"))
 
 
 def test_stretched_writes_on_the_converted_model():

@@ -22,9 +22,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from infini_attention.modules.token_shift import grow_taps
 from infini_attention.utils import ADAPTER_META
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+TAP_WEIGHTS = ("shift_B_q.weight", "shift_B_k.weight")  # a memory LoRA's tap projections (modules/memory_lora.py)
 ADAPTER_FILE, META_FILE = "adapter.safetensors", ADAPTER_META
 
 
@@ -159,7 +161,10 @@ def load_adapter(model, folder: str | Path):
     """Add LoRA and memory LoRA as `folder/adapter.json` says (unless the model has them) and load every tensor of
     `folder/adapter.safetensors` into the model; a tensor the model lacks, or of another shape, is an error.
     An adapter.json that records `local_tail` / `local_sink` (variants without parameters that the adapter runs
-    with: ops/infini/fast.py) switches them on (hf/modeling.py:set_local_tail)."""
+    with: ops/infini/fast.py) switches them on (hf/modeling.py:set_local_tail).
+
+    A model whose memory LoRA was given more shift taps than the adapter's (add_memory_lora(..., shift=3) before
+    loading a shift-1 adapter) gets the adapter's taps and new ones at zero: it starts as the adapter."""
     folder = Path(folder)
     meta = read_adapter_meta(folder)
     lora = meta.get("lora")
@@ -168,12 +173,17 @@ def load_adapter(model, folder: str | Path):
     memory_lora = meta.get("memory_lora")
     if memory_lora and memory_lora_settings(model) is None:
         add_memory_lora(model, memory_lora["rank"], memory_lora["alpha"], memory_lora.get("shift", 0))
+    saved_taps = (memory_lora or {}).get("shift", 0)
+    own_taps = (memory_lora_settings(model) or {}).get("shift", 0)
     weights = load_file(str(folder / ADAPTER_FILE))
     params = dict(getattr(model, "hf", model).named_parameters())
     for name, tensor in weights.items():
         target = params.get(name.removeprefix("hf."))  # HFTrainingModel's names start with its .hf
         if target is None:
             raise ValueError(f"{folder}: {name} is not a parameter of this model")
+        if name.endswith(TAP_WEIGHTS) and 0 < saved_taps < own_taps and target.shape[1:] == tensor.shape[1:]:
+            # a model given more memory LoRA shift taps than the adapter's: the new taps start at zero
+            tensor = grow_taps(tensor, target.shape[0])
         if target.shape != tensor.shape:
             raise ValueError(f"{folder}: {name} has shape {tuple(tensor.shape)}, the model's {tuple(target.shape)}")
         target.copy_(tensor.to(target.dtype))

@@ -53,3 +53,12 @@ def add_shifted(terms: torch.Tensor, base: torch.Tensor, carried: torch.Tensor |
     for j in range(1, taps + 1):
         total = total + F.pad(terms[j - 1].to(base.dtype), (0, 0, j, taps - j))  # W_j x_t lands on t + j
     return base + total[:, :, :length], total[:, :, length:]
+
+
+def grow_taps(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    """A tap projection's weight [W_1; ...; W_S] padded with zero rows to `rows` rows (more taps, one block of heads x
+    head_dim rows each): the old taps are kept, the new ones start at zero, so a model with more taps starts as the
+    one the weight came from."""
+    if rows < weight.shape[0]:
+        raise ValueError(f"cannot grow a tap projection of {weight.shape[0]} rows to {rows}")
+    return torch.cat([weight, weight.new_zeros(rows - weight.shape[0], *weight.shape[1:])])

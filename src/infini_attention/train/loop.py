@@ -24,6 +24,7 @@ import torch
 from infini_attention.models import InfiniTransformer
 from infini_attention.models.protocol import model_source
 from infini_attention.modules import parameter_tags
+from infini_attention.modules.token_shift import grow_taps
 from infini_attention.train.checkpointing import (
     RunLock,
     load_checkpoint,
@@ -81,7 +82,7 @@ def _grow_shift_taps(weights: dict, own: dict, source: str) -> dict:
         if target.shape[1:] != w.shape[1:] or target.shape[0] < w.shape[0]:
             continue  # not a growth in taps: load_state_dict reports the mismatch
         # rows are [W_1; ...; W_S], one block of heads x head_dim rows per tap: more rows = more taps (3 -> 4 too)
-        weights[name] = torch.cat([w, w.new_zeros(target.shape[0] - w.shape[0], *w.shape[1:])])
+        weights[name] = grow_taps(w, target.shape[0])
         print(f"--init-from: {name} grows from {w.shape[0]} to {target.shape[0]} rows ({source}); new taps start at 0")
     return weights
 
