@@ -137,6 +137,7 @@ def task_for(model, args):
         local_end=args.local_end,
         curriculum_steps=args.curriculum_steps,
         doubled_keys=args.doubled_keys,
+        key_digits=args.key_digits,
         answer_end=args.answer_end,
         aligned_lengths=args.aligned_lengths,
         stretch_max=args.stretch_max,
@@ -398,6 +399,13 @@ def main() -> None:
     p.add_argument("--local-end", type=float, default=0.15)
     p.add_argument("--curriculum-steps", type=int, default=100)
     p.add_argument("--doubled-keys", type=float, default=0.3)
+    p.add_argument(
+        "--key-digits",
+        type=int,
+        nargs="+",
+        default=[],
+        help="key lengths drawn per batch for every numeric format, RULER's too (default: 5, RULER 7)",
+    )
     p.add_argument("--aligned-lengths", type=float, default=0.2)
     p.add_argument(
         "--stretch-max",

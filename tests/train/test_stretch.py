@@ -152,3 +152,26 @@ def test_aligned_lengths_put_the_answer_at_a_segment_start():
     plain_lengths = [int((plain.batch(s)[1][0] != -100).nonzero()[0]) + 1 for s in range(20)]
     assert sum(n % 64 == 0 for n in plain_lengths) < 5
     assert torch.equal(PasskeyTask(TrainConfig(**base, aligned_lengths=0.0), 64).batch(3)[0], plain.batch(3)[0])
+
+
+def test_key_digits_mix_the_key_lengths_of_every_numeric_format():
+    """--key-digits 4 6 9: each batch's keys have one of those lengths, RULER's values too (7 digits by default);
+    unset, the formats keep theirs (5 and 7) and the same draws as before."""
+    base = dict(task="passkey", seq_len=1500, min_len=600, batch_size=2, formats=["passkey", "ruler"])
+    mixed = PasskeyTask(TrainConfig(**base, key_digits=[4, 6, 9]), 64)
+    lengths = {(fmt, len(inst.key)) for step in range(30) for fmt, inst in _formats_and_instances(mixed, step)}
+    assert {n for _, n in lengths} == {4, 6, 9} and {f for f, _ in lengths} == {"passkey", "ruler"}
+    plain = PasskeyTask(TrainConfig(**base), 64)
+    assert {(f, len(i.key)) for s in range(30) for f, i in _formats_and_instances(plain, s)} == {
+        ("passkey", 5),
+        ("ruler", 7),
+    }
+    with pytest.raises(ValueError, match="key-digits"):
+        TrainConfig(**base, key_digits=[0, 5]).validate()
+
+
+def _formats_and_instances(task, step):
+    """(format, instance) of a step's batch: RULER's instruction names its "special magic numbers"."""
+    for inst in task._instances(step, 0, 0):
+        text = task.tokenizer.decode([t for span in inst.spans[:2] for t in span.tokens(0, span.length)])
+        yield ("ruler" if "special magic" in text else "passkey"), inst

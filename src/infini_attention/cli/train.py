@@ -60,6 +60,7 @@ GROUPS = {  # help sections, in order; a field not listed goes to "run"
     ),
     "passkey task": (
         "digits",
+        "key_digits",
         "doubled_keys",
         "aligned_lengths",
         "full_loss",

@@ -50,6 +50,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto", "cpu" or "cuda"
     digits: int = 5  # passkey: key length
+    # passkey: key lengths to draw from, one per batch, for every format whose needle is a number (RULER's 7-digit
+    # values too); empty: `digits` for the 5-digit formats and RULER's own 7. Mixed lengths leave the model no
+    # length to count on: it has to read the whole value from memory in order.
+    key_digits: list = field(default_factory=list)
     doubled_keys: float = 0.0  # passkey: share of training keys with a digit written twice in a row (the hard ones)
     # passkey: share of batches whose length is a multiple of the segment length, so that the answer starts a new
     # segment (every power-of-two evaluation length does; a random length does 1 time in segment_len)
@@ -126,6 +130,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"--{name.replace('_', '-')} is a share in [0, 1], got {value!r}")
+        if any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 10 for n in self.key_digits):
+            raise ValueError(f"--key-digits takes key lengths of 1 to 10 digits, got {self.key_digits}")
         bad = [n for n in self.eval_lengths if isinstance(n, bool) or not isinstance(n, int) or n < 1]
         if bad:
             raise ValueError(f"--eval-lengths takes token counts such as 4096 (no K/M suffix here), got {bad}")

@@ -19,6 +19,7 @@ class PasskeyOptions(LengthOptions):
     """What the passkey task reads (TrainConfig's comments say what each field means)."""
 
     digits: int
+    key_digits: list
     doubled_keys: float
     aligned_lengths: float
     full_loss: bool
@@ -68,12 +69,13 @@ class PasskeyTask:
         haystack = (c.haystacks or ["paper"])[0] if len(c.haystacks) <= 1 else rng.choice(c.haystacks)
         template = c.templates[0] if len(c.templates) == 1 else rng.choice(c.templates)
         form = get_format(fmt)
+        digits = rng.choice(c.key_digits) if c.key_digits else self.digits(form)  # (no draw when off)
         return passkey.training_instances(
             self.tokenizer,
             c.batch_size,
             length,
             rng,
-            digits=self.digits(form),
+            digits=digits,
             local_fraction=self.local_fraction(step),
             segment_len=self.segment_len,
             doubled_fraction=c.doubled_keys,
