@@ -337,6 +337,7 @@ def evaluate(model, args, out: Path) -> None:
             fmt=fmt,
             seed=args.eval_seed,
             template=args.eval_template,
+            digits=args.eval_digits,
         )
         for r in rows:
             print(f"{fmt} {r.length} depth {r.depth} {r.found_via} reset={r.reset_memory}: {r.accuracy:.2f}", r.answers)
@@ -456,6 +457,7 @@ def main() -> None:
     p.add_argument("--eval-depths", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     p.add_argument("--eval-keys", type=int, default=4)
     p.add_argument("--eval-seed", type=int, default=1234)
+    p.add_argument("--eval-digits", type=int, default=None, help="key length (default: the format's, 5 or RULER's 7)")
     p.add_argument(
         "--ablation", action=argparse.BooleanOptionalAction, default=True, help="the memory-reset run beside"
     )
