@@ -156,7 +156,7 @@ def test_aligned_lengths_put_the_answer_at_a_segment_start():
 
 def test_key_digits_mix_the_key_lengths_of_every_numeric_format():
     """--key-digits 4 6 9: each batch's keys have one of those lengths, RULER's values too (7 digits by default);
-    unset, the formats keep theirs (5 and 7) and the same draws as before."""
+    unset, the formats keep theirs (5 and 7)."""
     base = dict(task="passkey", seq_len=1500, min_len=600, batch_size=2, formats=["passkey", "ruler"])
     mixed = PasskeyTask(TrainConfig(**base, key_digits=[4, 6, 9]), 64)
     lengths = {(fmt, len(inst.key)) for step in range(30) for fmt, inst in _formats_and_instances(mixed, step)}

@@ -110,8 +110,9 @@ def run(args) -> int:
         progress=not args.no_progress,
     )
     result.update(checkpoint=str(args.model), data=args.data, tokenizer=tokenizer.name, split=split, docs=docs)
-    result["model"]["name"], result["model"]["look_back"] = str(args.model), look_back_text(model).lstrip(", ")
-    print(f"{args.model}{look_back_text(model)}")
+    look = look_back_text(model)
+    result["model"]["name"], result["model"]["look_back"] = str(args.model), look.lstrip(", ")
+    print(f"{args.model}{look}")
     print(format_report(result))
     print("\ngates sigmoid(beta), layer x head:")
     print(gate_table(result["gates"]))
